@@ -1,0 +1,50 @@
+# OpticLink: `make demo` runs the embedded default, `make test` runs the whole suite.
+# Both build everything they need on a fresh Debian 12 machine (apt packages and .venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Independent peers and the browser the tests use; ffmpeg also serves av-drift-detector.
+APT_PACKAGES := ffmpeg chromium nodejs python3-gi \
+	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav fonts-dejavu-core
+
+.PHONY: system env demo test lint bench clean
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing$$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "OpticLink needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+env: system $(BIN)/.installed
+
+lint: env
+	$(BIN)/ruff check .
+
+test: env lint
+	$(BIN)/python -m pytest
+
+# Until the live player lands, the embedded default is a probe of the built-in simulator.
+demo: env
+	$(BIN)/opticlink probe --seconds 5
+
+bench: env
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from opticlink.cli import main
+
+raise SystemExit(main())

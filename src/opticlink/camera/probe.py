@@ -1,0 +1,154 @@
+"""`opticlink probe`: connect to a camera for a while and report what it sends and how well."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from opticlink.camera.ingest import SenderReportInfo, TrackState
+from opticlink.camera.session import CameraSession
+from opticlink.errors import RtspError
+from opticlink.rtsp.client import ClientConfig
+
+
+@dataclass(slots=True)
+class ReportMapping:
+    """An RTCP Sender Report: camera wall clock at an RTP timestamp."""
+
+    wall_clock: str
+    rtp_timestamp: int
+    received_after_s: float
+
+
+@dataclass(slots=True)
+class TrackReport:
+    index: int
+    media: str
+    codec: str
+    clock_rate: int
+    channels: int
+    direction: str
+    role: str
+    packets: int = 0
+    bytes: int = 0
+    units: int = 0
+    lost: int = 0
+    reordered: int = 0
+    late: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    jitter_ms: float = 0.0
+    ssrc: str | None = None
+    ssrc_changes: int = 0
+    sender_reports: int = 0
+    first_report: ReportMapping | None = None
+    last_report: ReportMapping | None = None
+    formats: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ProbeReport:
+    url: str
+    transport: str
+    seconds: float
+    tracks: list[TrackReport] = field(default_factory=list)
+    backchannel_requested: bool = False
+    backchannel: str | None = None  # what it accepts, or why not
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _mapping(info: SenderReportInfo | None, started: float) -> ReportMapping | None:
+    if info is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(info.wall_clock, dt.UTC).isoformat(timespec="milliseconds")
+    return ReportMapping(stamp, info.rtp_timestamp, round(info.arrival - started, 3))
+
+
+def _track_report(state: TrackState, started: float) -> TrackReport:
+    track, receiver = state.track, state.receiver
+    stats = receiver.stats.snapshot()
+    sdp_direction = track.media.direction or "sendrecv"
+    return TrackReport(
+        index=track.index, media=track.kind, codec=track.format.encoding, clock_rate=track.format.clock_rate,
+        channels=track.format.channels, direction=sdp_direction, role="live",
+        packets=stats.packets, bytes=stats.bytes, units=receiver.units, lost=receiver.buffer.lost,
+        reordered=stats.reordered, late=stats.late, duplicates=stats.duplicates,
+        malformed=receiver.malformed + getattr(receiver.depacketizer, "malformed", 0),
+        jitter_ms=round(stats.jitter_ms, 2), ssrc=f"{receiver.ssrc:08X}" if receiver.ssrc is not None else None,
+        ssrc_changes=receiver.ssrc_changes, sender_reports=state.reports,
+        first_report=_mapping(state.first_report, started), last_report=_mapping(state.last_report, started),
+    )
+
+
+async def probe(config: ClientConfig, seconds: float = 5.0,
+                on_progress: Callable[[float], None] | None = None) -> ProbeReport:
+    """Play a camera for `seconds` and report its tracks, reception and backchannel."""
+    report = ProbeReport(config.url, config.transport, seconds, backchannel_requested=config.backchannel)
+    session = CameraSession(config, name="probe", reconnect=False)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(session.run())
+    started = loop.time()
+    try:
+        waiter = loop.create_task(session.wait_playing())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()
+        started = loop.time()
+        while (elapsed := loop.time() - started) < seconds and not task.done():
+            if on_progress is not None:
+                on_progress(elapsed)
+            await asyncio.wait({task}, timeout=min(0.5, seconds - elapsed))
+        if task.done():
+            task.result()
+    except RtspError as exc:
+        report.error = str(exc)
+    finally:
+        await session.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RtspError):
+            await task
+    if session.ingest is not None:
+        report.tracks = [_track_report(s, started) for s in session.ingest.states.values()]
+    backchannel = session.backchannel
+    if backchannel is not None:
+        formats = [f.rtpmap for f in backchannel.media.formats]
+        report.tracks.append(TrackReport(
+            index=backchannel.index, media="audio", codec=backchannel.format.encoding,
+            clock_rate=backchannel.format.clock_rate, channels=backchannel.format.channels, direction="sendonly",
+            role="backchannel", formats=formats))
+        report.backchannel = f"accepts {', '.join(formats)}; we would send {backchannel.format.rtpmap}"
+    elif config.backchannel:
+        report.backchannel = f"unavailable: {session.backchannel_note or 'not offered'}"
+    return report
+
+
+def format_report(report: ProbeReport) -> str:
+    """The report as a person reads it."""
+    lines = [f"{report.url} over {report.transport.upper()}, {report.seconds:g} s"]
+    if report.error:
+        lines.append(f"  error: {report.error}")
+    for t in report.tracks:
+        head = f"  track {t.index}: {t.media} {t.codec}/{t.clock_rate}"
+        head += f"/{t.channels}" if t.channels != 1 else ""
+        head += f" ({t.direction}, {t.role})"
+        lines.append(head)
+        if t.role == "backchannel":
+            lines.append(f"    accepts: {', '.join(t.formats)}")
+            continue
+        lines.append(f"    packets {t.packets}, bytes {t.bytes}, units {t.units}, lost {t.lost}, "
+                     f"reordered {t.reordered}, late {t.late}, malformed {t.malformed}, jitter {t.jitter_ms:.2f} ms")
+        lines.append(f"    ssrc {t.ssrc}, ssrc changes {t.ssrc_changes}, sender reports {t.sender_reports}")
+        for label, mapping in (("first SR", t.first_report), ("last SR", t.last_report)):
+            if mapping is not None:
+                lines.append(f"    {label}: rtp {mapping.rtp_timestamp} = {mapping.wall_clock} "
+                             f"(received at +{mapping.received_after_s:.3f} s)")
+    if report.backchannel_requested:
+        lines.append(f"  backchannel: {report.backchannel}")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""One camera kept playing: RTSP client, ingest, receiver reports and reconnection (asyncio).
+
+Owns the loop's clock and timers for the sans-IO `CameraIngest`; units and Sender Reports go to
+callbacks as they are produced. A camera that fails or vanishes is reconnected with exponential
+backoff (0.5 s doubling to 30 s, reset after a session that played for a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+from opticlink.camera.ingest import CameraIngest, SenderReportInfo
+from opticlink.errors import RtspError
+from opticlink.rtp.formats import AccessUnit
+from opticlink.rtsp.aio import RtspClient
+from opticlink.rtsp.client import (
+    BackchannelUnavailable,
+    ClientConfig,
+    Event,
+    Playing,
+    RtcpReceived,
+    RtpReceived,
+    Track,
+)
+
+log = logging.getLogger(__name__)
+
+SessionState = Literal["idle", "connecting", "playing", "retrying", "stopped"]
+
+
+class CameraSession:
+    """Connects to a camera and keeps its live tracks flowing to `on_unit`."""
+
+    BACKOFF_MIN = 0.5
+    BACKOFF_MAX = 30.0
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        name: str = "camera",
+        on_unit: Callable[[int, AccessUnit], None] | None = None,
+        on_sender_report: Callable[[SenderReportInfo], None] | None = None,
+        on_playing: Callable[[list[Track]], None] | None = None,
+        reconnect: bool = True,
+        jitter_wait: float = 0.05,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.on_unit = on_unit or (lambda track, unit: None)
+        self.on_sender_report = on_sender_report or (lambda info: None)
+        self.on_playing = on_playing or (lambda tracks: None)
+        self.reconnect = reconnect
+        self.jitter_wait = jitter_wait
+        self.state: SessionState = "idle"
+        self.client: RtspClient | None = None
+        self.ingest: CameraIngest | None = None
+        self.tracks: list[Track] = []
+        self.last_error: RtspError | None = None
+        self.backchannel_note: str | None = None
+        self.connects = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._playing = asyncio.Event()
+
+    @property
+    def backchannel(self) -> Track | None:
+        return next((t for t in self.tracks if t.backchannel), None)
+
+    async def wait_playing(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._playing.wait(), timeout)
+
+    async def run(self) -> None:
+        """Play until `stop()`; without `reconnect`, the first failure is raised."""
+        self._loop = asyncio.get_running_loop()
+        backoff = self.BACKOFF_MIN
+        while not self._stopping:
+            self.state = "connecting"
+            client = RtspClient(self.config, self._on_event)
+            self.client = client
+            started = self._loop.time()
+            try:
+                await client.start()
+                self.connects += 1
+                error = await client.wait_closed()
+            except RtspError as exc:
+                error = exc
+            except asyncio.CancelledError:
+                await client.close()
+                raise
+            finally:
+                self._cancel_timer()
+                self._playing.clear()
+            if self._stopping:
+                break
+            self.last_error = error
+            if not self.reconnect:
+                self.state = "stopped"
+                if error is not None:
+                    raise error
+                return
+            if self._loop.time() - started > 60:
+                backoff = self.BACKOFF_MIN
+            log.warning("camera %s: %s; reconnecting in %.1f s", self.name, error or "session ended", backoff)
+            self.state = "retrying"
+            await asyncio.sleep(backoff)
+            backoff = min(self.BACKOFF_MAX, backoff * 2)
+        self.state = "stopped"
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.client is not None:
+            await self.client.close()
+        self.state = "stopped"
+
+    def send_backchannel(self, packet: bytes) -> bool:
+        """Send an RTP packet to the camera's speaker; False when there is no backchannel."""
+        track = self.backchannel
+        if track is None or self.client is None or self.state != "playing":
+            return False
+        self.client.send_rtp(track.index, packet)
+        return True
+
+    def _on_event(self, event: Event) -> None:
+        ingest = self.ingest
+        if isinstance(event, RtpReceived):
+            if ingest is not None:
+                for track, unit in ingest.on_rtp(event.track, event.data, event.now):
+                    self.on_unit(track, unit)
+                self._after_input(event.now)
+        elif isinstance(event, RtcpReceived):
+            if ingest is not None:
+                for info in ingest.on_rtcp(event.track, event.data, event.now):
+                    self.on_sender_report(info)
+                self._after_input(event.now)
+        elif isinstance(event, Playing):
+            self.tracks = event.tracks
+            self.ingest = CameraIngest(event.tracks, jitter_wait=self.jitter_wait)
+            self.state = "playing"
+            self._playing.set()
+            self.on_playing(event.tracks)
+        elif isinstance(event, BackchannelUnavailable):
+            self.backchannel_note = event.reason
+            log.info("camera %s: backchannel unavailable: %s", self.name, event.reason)
+
+    def _after_input(self, now: float) -> None:
+        assert self.ingest is not None and self.client is not None
+        for track, data in self.ingest.receiver_reports(now):
+            self.client.send_rtcp(track, data)
+        deadline = self.ingest.deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        self._cancel_timer()
+        assert self._loop is not None
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.ingest is None or self._loop is None:
+            return
+        now = self._loop.time()
+        for track, unit in self.ingest.poll(now):
+            self.on_unit(track, unit)
+        self._after_input(now)
+        if self._timer is None:
+            deadline = self.ingest.deadline()
+            if deadline is not None:
+                self._arm(max(deadline, now + 0.001))
+
+    async def __aenter__(self) -> CameraSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop()

@@ -1,0 +1,132 @@
+"""The `opticlink` command line: one verb per job, each with --help."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from opticlink import __version__
+
+
+def _add_camera_auth(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--username", help="camera user (else taken from the URL)")
+    parser.add_argument("--password", help="camera password (else taken from the URL)")
+    parser.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                        help="RTP interleaved in RTSP (tcp, default) or over UDP")
+
+
+def _add_sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audio", choices=("pcmu", "pcma", "aac", "none"), default="pcmu",
+                        help="simulated cameras' audio codec (default pcmu)")
+    parser.add_argument("--faults", default="", help="faults as key=value,... (e.g. audio_skew_ppm=300,jitter_ms=40)")
+    parser.add_argument("--clip", type=Path, help="serve this file's picture and sound instead of the test pattern")
+    parser.add_argument("--size", default="640x360", help="test pattern size (default 640x360)")
+    parser.add_argument("--bitrate", type=int, default=800_000, help="video bit rate in bit/s (default 800000)")
+
+
+def _sim_cameras(args: argparse.Namespace, count: int) -> list:
+    from opticlink.sim.faults import Faults
+    from opticlink.sim.presets import camera
+
+    faults = Faults.parse(args.faults)
+    width, _, height = args.size.partition("x")
+    audio = None if args.audio == "none" else args.audio
+    out = []
+    for i in range(count):
+        cam_faults = Faults(**{**{k: getattr(faults, k) for k in faults.__dataclass_fields__}, "seed": faults.seed + i})
+        out.append(camera(f"cam{i + 1}", audio=audio, faults=cam_faults, width=int(width), height=int(height),
+                          bitrate=args.bitrate, clip=args.clip, username=getattr(args, "sim_username", None),
+                          password=getattr(args, "sim_password", None),
+                          backchannel_file=getattr(args, "backchannel_dir", None)
+                          and Path(args.backchannel_dir) / f"cam{i + 1}.bin"))
+    return out
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    from opticlink.camera.probe import format_report, probe
+    from opticlink.rtsp.client import ClientConfig
+    from opticlink.sim.server import SimulatorServer
+
+    server = None
+    url, backchannel = args.url, args.backchannel
+    if url is None:
+        server = SimulatorServer(_sim_cameras(args, 1), port=0)
+        await server.start()
+        url, backchannel = server.url("cam1"), True
+        print(f"no URL given: probing the built-in simulator at {url}", file=sys.stderr)
+    config = ClientConfig(url, username=args.username, password=args.password, transport=args.transport,
+                          backchannel=backchannel)
+
+    def progress(elapsed: float) -> None:
+        print(f"  probing... {elapsed:4.1f}/{args.seconds:g} s", file=sys.stderr, flush=True)
+
+    try:
+        report = await probe(config, args.seconds, on_progress=None if args.json else progress)
+    finally:
+        if server is not None:
+            await server.close()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 1 if report.error else 0
+
+
+async def _sim(args: argparse.Namespace) -> int:
+    from opticlink.sim.server import SimulatorServer
+
+    server = SimulatorServer(_sim_cameras(args, args.cameras), host=args.host, port=args.port)
+    await server.start()
+    for name in server.cameras:
+        print(server.url(name, credentials=True), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opticlink", description="OpticLink: IP camera audio and video, in sync.")
+    parser.add_argument("--version", action="version", version=f"opticlink {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("probe", help="connect to a camera and report its tracks and reception",
+                         description="Connect to a camera, play it for a while, and report each track (codec, "
+                                     "clock rate, direction), packets, loss, reordering, jitter, RTCP Sender "
+                                     "Report mappings, and what the backchannel accepts. With no URL, probe the "
+                                     "built-in simulator.")
+    p.add_argument("url", nargs="?", help="rtsp://[user:pass@]host[:port]/path (default: built-in simulator)")
+    p.add_argument("--seconds", type=float, default=5.0, help="how long to play (default 5)")
+    p.add_argument("--backchannel", action="store_true", help="ask for the ONVIF audio backchannel")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_camera_auth(p)
+    _add_sim_options(p)
+
+    s = verbs.add_parser("sim", help="run simulated cameras on an RTSP server",
+                         description="Serve simulated cameras at rtsp://HOST:PORT/cam1.. with H.264 video, "
+                                     "audio, RTCP Sender Reports, an ONVIF backchannel and optional faults.")
+    s.add_argument("--cameras", type=int, default=1, help="how many cameras (default 1)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
+    s.add_argument("--sim-username", help="require Digest authentication with this user")
+    s.add_argument("--sim-password", help="... and this password")
+    s.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
+    _add_sim_options(s)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers = {"probe": _probe, "sim": _sim}
+    try:
+        return asyncio.run(handlers[args.verb](args))
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:
+        print(f"opticlink {args.verb}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,32 @@
+"""G.711 µ-law and A-law (ITU-T G.711) through PyAV's codecs, for 16-bit PCM arrays."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+_CODECS = {"pcmu": "pcm_mulaw", "pcma": "pcm_alaw"}
+
+
+def encode_g711(pcm: np.ndarray, codec: str, sample_rate: int = 8000) -> bytes:
+    """16-bit PCM to G.711 µ-law (`pcmu`) or A-law (`pcma`) bytes with PyAV's encoder."""
+    name = _CODECS[codec]
+    ctx = av.CodecContext.create(name, "w")
+    ctx.sample_rate = sample_rate
+    ctx.layout = "mono"
+    ctx.format = "s16"
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm, dtype=np.int16)[None, :], format="s16",
+                                       layout="mono")
+    frame.sample_rate = sample_rate
+    frame.pts = 0
+    return b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(bytes(p) for p in ctx.encode(None))
+
+
+def decode_g711(data: bytes, codec: str, sample_rate: int = 8000) -> np.ndarray:
+    """G.711 bytes to 16-bit PCM with PyAV's decoder."""
+    name = _CODECS[codec]
+    ctx = av.CodecContext.create(name, "r")
+    ctx.sample_rate = sample_rate
+    ctx.layout = "mono"
+    out = [f.to_ndarray().reshape(-1) for f in ctx.decode(av.Packet(data))]
+    return np.concatenate(out).astype(np.int16) if out else np.zeros(0, np.int16)

@@ -1,0 +1,1 @@
+"""RTP and RTCP: packets, sequence unwrapping, jitter buffer, depacketizers, reception statistics."""

@@ -1,0 +1,170 @@
+"""H.265 over RTP (RFC 7798): depacketizer for single NAL units, aggregation packets and FUs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from opticlink.rtp.formats.base import AccessUnit, RtpFormat, VideoConfig, length_prefixed
+from opticlink.rtp.jitterbuffer import BufferedPacket
+
+NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
+AP, FU, PACI = 48, 49, 50
+
+
+def nal_type(nal: bytes) -> int:
+    return (nal[0] >> 1) & 0x3F
+
+
+def _decode(value: str) -> bytes:
+    try:
+        return base64.b64decode(value.strip(), validate=False)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def unescape_rbsp(nal: bytes) -> bytes:
+    """A NAL unit with its emulation-prevention bytes (00 00 03 -> 00 00) removed."""
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def codec_string(sps: bytes) -> str:
+    """The RFC 6381 / ISO 14496-15 `hvc1` codec string from an SPS (profile, tier, level, constraints)."""
+    raw = unescape_rbsp(sps)
+    if len(raw) < 15:
+        return "hvc1.1.6.L93.B0"
+    ptl = raw[3:]  # after the 2-byte NAL header and the vps-id / max-sub-layers byte
+    profile_space = ("", "A", "B", "C")[ptl[0] >> 6]
+    tier = "H" if ptl[0] & 0x20 else "L"
+    profile = ptl[0] & 0x1F
+    compat = int.from_bytes(ptl[1:5], "big")
+    compat_reversed = int(f"{compat:032b}"[::-1], 2)
+    constraints = bytes(ptl[5:11]).rstrip(b"\x00")
+    suffix = "".join(f".{b:X}" for b in constraints) or ".0"
+    return f"hvc1.{profile_space}{profile}.{compat_reversed:X}.{tier}{ptl[11]}{suffix}"
+
+
+class H265Depacketizer:
+    """Reassembles H.265 access units; a unit ends at the marker bit or a new timestamp.
+
+    DONL/DOND fields are skipped when `sprop-max-don-diff` is above 0; units are delivered in
+    transmission order, which is decoding order for the single-stream transmission cameras use.
+    """
+
+    def __init__(self, fmt: RtpFormat) -> None:
+        vps = _decode(fmt.fmtp.get("sprop-vps", ""))
+        sps = _decode(fmt.fmtp.get("sprop-sps", ""))
+        pps = _decode(fmt.fmtp.get("sprop-pps", ""))
+        self.config = VideoConfig("h265", (vps, sps, pps))
+        try:
+            self._donl = int(fmt.fmtp.get("sprop-max-don-diff", "0")) > 0
+        except ValueError:
+            self._donl = False
+        self.dropped = 0
+        self.malformed = 0
+        self._nalus: list[bytes] = []
+        self._ts: int | None = None
+        self._arrival = 0.0
+        self._keyframe = False
+        self._damaged = False
+        self._fu: bytearray | None = None
+        self._after_loss = False
+
+    def push(self, item: BufferedPacket) -> list[AccessUnit]:
+        packet = item.packet
+        out: list[AccessUnit] = []
+        if self._ts is not None and packet.timestamp != self._ts:
+            out.extend(self._emit())
+        if self._ts is None:
+            self._ts = packet.timestamp
+            self._arrival = item.arrival
+        self._depacketize(packet.payload)
+        if packet.marker:
+            out.extend(self._emit())
+        return out
+
+    def loss(self) -> None:
+        self._fu = None
+        if self._ts is not None:
+            self._damaged = True
+        self._after_loss = True
+
+    def flush(self) -> list[AccessUnit]:
+        return self._emit()
+
+    def _depacketize(self, payload: bytes) -> None:
+        if len(payload) < 3:
+            self.malformed += 1
+            self._damaged = True
+            return
+        kind = nal_type(payload)
+        if kind == AP:
+            offset, n = 2, len(payload)
+            first = True
+            while offset < n:
+                if self._donl:
+                    offset += 2 if first else 1
+                first = False
+                if offset + 2 > n:
+                    self.malformed += 1
+                    self._damaged = True
+                    return
+                size = int.from_bytes(payload[offset : offset + 2], "big")
+                offset += 2
+                if size < 2 or offset + size > n:
+                    self.malformed += 1
+                    self._damaged = True
+                    return
+                self._add(payload[offset : offset + size])
+                offset += size
+        elif kind == FU:
+            header = payload[2]
+            body_start = 3
+            if header & 0x80:
+                if self._donl:
+                    body_start += 2
+                fu_type = header & 0x3F
+                self._fu = bytearray([(payload[0] & 0x81) | (fu_type << 1), payload[1]])
+                self._fu += payload[body_start:]
+            elif self._fu is None:
+                self._damaged = True
+                return
+            else:
+                self._fu += payload[body_start:]
+            if header & 0x40 and self._fu is not None:
+                self._add(bytes(self._fu))
+                self._fu = None
+        elif kind == PACI:
+            self.malformed += 1
+        else:
+            self._fu = None
+            self._add(payload)
+
+    def _add(self, nal: bytes) -> None:
+        kind = nal_type(nal)
+        vps, sps, pps = self.config.parameter_sets
+        if kind == NAL_VPS and nal != vps:
+            self.config = VideoConfig("h265", (nal, sps, pps))
+        elif kind == NAL_SPS and nal != sps:
+            self.config = VideoConfig("h265", (vps, nal, pps))
+        elif kind == NAL_PPS and nal != pps:
+            self.config = VideoConfig("h265", (vps, sps, nal))
+        elif 16 <= kind <= 21:
+            self._keyframe = True
+        self._nalus.append(nal)
+
+    def _emit(self) -> list[AccessUnit]:
+        out: list[AccessUnit] = []
+        if self._ts is not None and self._nalus and not self._damaged:
+            out.append(AccessUnit(self._ts, length_prefixed(self._nalus), self._keyframe, self.config,
+                                  self._arrival, discontinuity=self._after_loss))
+            self._after_loss = False
+        elif self._ts is not None and (self._nalus or self._damaged):
+            self.dropped += 1
+            self._after_loss = True
+        self._nalus = []
+        self._ts = None
+        self._keyframe = False
+        self._damaged = False
+        self._fu = None
+        return out

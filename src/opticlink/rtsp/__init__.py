@@ -1,0 +1,1 @@
+"""RTSP: messages, SDP, authentication, and the client session (sans-IO core, asyncio adapter)."""

@@ -1,0 +1,284 @@
+"""A simulated camera, sans-IO: RTP and RTCP as its clocks would stamp them, and the truth.
+
+The camera captures one world. Its video clock and audio clock run at their own rates
+(`video_skew_ppm`, `audio_skew_ppm` against true time), its wall clock (the NTP time in Sender
+Reports) at a third. Content follows the world, not the clocks: a flash and its beep happen at
+the same true instant however the clocks drift, exactly as with a real camera. `advance(now)`
+returns everything the camera sends up to true time `now` (seconds); `capture_time()` tells the
+true capture time of any unit it sent, which is the ground truth the sync engine is scored on.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opticlink.rtp.formats.aac import AacPacketizer, aac_fmtp
+from opticlink.rtp.formats.base import RtpFormat
+from opticlink.rtp.formats.h264 import H264Packetizer
+from opticlink.rtp.packet import build_rtp
+from opticlink.rtp.rtcp import (
+    NTP_EPOCH_OFFSET,
+    SenderReport,
+    SourceDescription,
+    seconds_to_ntp,
+    serialize_rtcp,
+)
+from opticlink.sim.faults import Faults
+from opticlink.sim.media import EncodedAudio, VideoClip
+
+VIDEO_RATE = 90_000
+ENCODE_DELAY = 0.012  # seconds from capture to the first packet of a video frame
+G711_PAYLOAD_TYPES = {"pcmu": 0, "pcma": 8}
+
+
+@dataclass(slots=True)
+class Emission:
+    """Something the camera sends: at true time `send_time`, on `track`, RTP or RTCP."""
+
+    send_time: float
+    track: int
+    rtcp: bool
+    data: bytes
+
+
+@dataclass(slots=True)
+class _Segment:
+    """A stretch of one track's clock: from true time `t0` the timestamp counts from `ts0`."""
+
+    ssrc: int
+    ts0: int
+    t0: float
+    rate: float  # actual ticks per true second
+    offset: float  # true capture minus clock time (audio capture offset)
+    end: float | None = None
+
+    def time_at(self, ts: int) -> float:
+        return self.t0 + (ts - self.ts0) / self.rate
+
+    def ts_at(self, t: float) -> int:
+        return self.ts0 + int((t - self.t0) * self.rate)
+
+
+@dataclass(slots=True)
+class _Track:
+    kind: str
+    format: RtpFormat
+    nominal_rate: int
+    skew_ppm: float
+    offset: float
+    segments: list[_Segment] = field(default_factory=list)
+    sequence: int = 0
+    packets: int = 0
+    octets: int = 0
+    units: int = 0  # frames or audio packets sent in the current segment
+
+    @property
+    def segment(self) -> _Segment:
+        return self.segments[-1]
+
+
+class CameraModel:
+    """One camera's output on true time. `start` is the true time it starts capturing."""
+
+    def __init__(self, video: VideoClip | None, audio: EncodedAudio | None, faults: Faults | None = None, *,
+                 start: float = 0.0, wall_start: float = 1_800_000_000.0, audio_packet_ms: int = 20,
+                 cname: str = "camera@opticlink.sim", video_ts0: int | None = None,
+                 audio_ts0: int | None = None) -> None:
+        self.video, self.audio = video, audio
+        self.faults = faults or Faults()
+        self.start, self.wall_start = start, wall_start
+        self.cname = cname
+        self._rng = random.Random(self.faults.seed)
+        self.tracks: list[_Track] = []
+        self._world_epoch = start
+        f = self.faults
+        if video is not None:
+            sps, pps = video.sps, video.pps
+            sprop = f"{base64.b64encode(sps).decode()},{base64.b64encode(pps).decode()}"
+            fmt = RtpFormat(96, "H264", VIDEO_RATE, 1, {"packetization-mode": "1",
+                                                         "profile-level-id": sps[1:4].hex(),
+                                                         "sprop-parameter-sets": sprop})
+            self.tracks.append(_Track("video", fmt, VIDEO_RATE, f.video_skew_ppm, 0.0))
+            self.frame_ticks = round(VIDEO_RATE / float(video.fps))
+        if audio is not None:
+            if audio.codec == "aac":
+                fmt = RtpFormat(97, "MPEG4-GENERIC", audio.sample_rate, 1, aac_fmtp(audio.config))
+                self.audio_samples = audio.frame_samples
+            else:
+                fmt = RtpFormat(G711_PAYLOAD_TYPES[audio.codec], audio.codec.upper(), audio.sample_rate)
+                self.audio_samples = audio.sample_rate * audio_packet_ms // 1000
+                self._g711 = np.frombuffer(audio.data, np.uint8)
+            self.tracks.append(_Track("audio", fmt, audio.sample_rate, f.audio_skew_ppm, f.av_offset_ms / 1000))
+        for _i, track in enumerate(self.tracks):
+            ts0 = (video_ts0 if track.kind == "video" else audio_ts0)
+            self._new_segment(track, start, ts0=ts0)
+            track.sequence = self._rng.randrange(1 << 16)
+        self._video_packetizer = (H264Packetizer(96, self.tracks[0].segment.ssrc, self.tracks[0].sequence)
+                                  if video is not None else None)
+        self._aac = AacPacketizer(97, 0) if audio is not None and audio.codec == "aac" else None
+        self._next_sr = start + 0.05
+        self._frozen_ntp: float | None = None
+        self._ntp_jump = 0.0
+        self._reboot_done = False
+        self._jump_done = False
+        self._clip_frame = 0
+
+    # Clocks and truth --------------------------------------------------------------------------
+
+    def _new_segment(self, track: _Track, t0: float, *, ts0: int | None = None, ssrc: int | None = None) -> None:
+        if track.segments:
+            track.segments[-1].end = t0
+        rate = track.nominal_rate * (1 + track.skew_ppm * 1e-6)
+        ts0 = self._rng.randrange(1 << 32) if ts0 is None else ts0
+        ssrc = self._rng.randrange(1, 1 << 32) if ssrc is None else ssrc
+        track.segments.append(_Segment(ssrc, ts0, t0, rate, track.offset))
+        track.units = 0
+
+    def wall_clock(self, t: float) -> float:
+        """The camera's wall clock (Unix seconds) at true time `t`."""
+        return self.wall_start + (t - self.start) * (1 + self.faults.wall_skew_ppm * 1e-6)
+
+    def world_time(self, t: float) -> float:
+        """Content time of the world at true time `t` (the clip position both tracks show)."""
+        return (t - self._world_epoch) * (1 + self.faults.video_skew_ppm * 1e-6)
+
+    def capture_time(self, track: int, ssrc: int, timestamp: int) -> float | None:
+        """True capture time of the unit `track` sent with this SSRC and 32-bit timestamp."""
+        for segment in reversed(self.tracks[track].segments):
+            if segment.ssrc != ssrc:
+                continue
+            delta = (timestamp - segment.ts0) & 0xFFFFFFFF
+            span = ((segment.end if segment.end is not None else 1e18) - segment.t0) * segment.rate + 1
+            if delta <= span:
+                return segment.t0 + delta / segment.rate + segment.offset
+        return None
+
+    def ssrc(self, track: int) -> int:
+        return self.tracks[track].segment.ssrc
+
+    # Emitting ---------------------------------------------------------------------------------
+
+    def _next_video(self) -> float:
+        track = self.tracks[0]
+        seg = track.segment
+        return seg.time_at(seg.ts0 + track.units * self.frame_ticks) + ENCODE_DELAY
+
+    def _next_audio(self) -> float:
+        track = self.tracks[-1]
+        seg = track.segment
+        return seg.time_at(seg.ts0 + (track.units + 1) * self.audio_samples) + seg.offset + 0.001
+
+    def advance(self, now: float) -> list[Emission]:
+        """Everything sent up to true time `now`, in sending order."""
+        out: list[Emission] = []
+        f = self.faults
+        while True:
+            candidates: list[tuple[float, str]] = []
+            if self.video is not None:
+                candidates.append((self._next_video(), "video"))
+            if self.audio is not None:
+                candidates.append((self._next_audio(), "audio"))
+            candidates.append((self._next_sr, "sr"))
+            if f.reboot_at_s is not None and not self._reboot_done:
+                candidates.append((self.start + f.reboot_at_s, "reboot"))
+            if f.timestamp_jump_at_s is not None and not self._jump_done:
+                candidates.append((self.start + f.timestamp_jump_at_s, "jump"))
+            when, what = min(candidates)
+            if when > now:
+                return out
+            stalled = f.stall_at_s is not None and when >= self.start + f.stall_at_s
+            if what == "video":
+                packets = self._video_frame()
+                if not stalled:
+                    out.extend(Emission(when, 0, False, p) for p in packets)
+            elif what == "audio":
+                packet = self._audio_packet()
+                if not stalled:
+                    out.append(Emission(when, len(self.tracks) - 1, False, packet))
+            elif what == "sr":
+                self._next_sr = when + f.sr_interval_s
+                if not stalled:
+                    out.extend(self._sender_reports(when))
+            elif what == "reboot":
+                self._reboot_done = True
+                self._world_epoch = when
+                self._clip_frame = 0
+                for track in self.tracks:
+                    self._new_segment(track, when)
+                    track.sequence = self._rng.randrange(1 << 16)
+                    track.packets = track.octets = 0
+                if self._video_packetizer is not None:
+                    self._video_packetizer = H264Packetizer(96, self.tracks[0].segment.ssrc, self.tracks[0].sequence)
+            elif what == "jump":
+                self._jump_done = True
+                for track in self.tracks:
+                    self._new_segment(track, when, ssrc=track.segment.ssrc)
+
+    def _video_frame(self) -> list[bytes]:
+        track = self.tracks[0]
+        seg = track.segment
+        ts = (seg.ts0 + track.units * self.frame_ticks) & 0xFFFFFFFF
+        assert self.video is not None and self._video_packetizer is not None
+        nalus = self.video.frames[self._clip_frame % len(self.video.frames)]
+        self._clip_frame += 1
+        track.units += 1
+        self._video_packetizer.ssrc = seg.ssrc
+        packets = self._video_packetizer.packetize(nalus, ts)
+        track.packets += len(packets)
+        track.octets += sum(len(p) - 12 for p in packets)
+        return packets
+
+    def _audio_packet(self) -> bytes:
+        track = self.tracks[-1]
+        seg = track.segment
+        ts_unwrapped = seg.ts0 + track.units * self.audio_samples
+        ts = ts_unwrapped & 0xFFFFFFFF
+        track.units += 1
+        assert self.audio is not None
+        if self._aac is not None:
+            frames = self.audio.frames
+            # AAC frames cannot be resampled to follow the world: they play in sequence
+            frame = frames[(track.units - 1) % len(frames)]
+            self._aac.ssrc = seg.ssrc
+            self._aac.sequence = track.sequence
+            packet = self._aac.packetize(frame, ts)
+            track.sequence = self._aac.sequence
+            payload_len = len(packet) - 12
+        else:
+            first = seg.time_at(ts_unwrapped) + seg.offset
+            steps = np.arange(self.audio_samples) / seg.rate
+            world = self.world_time(first) + steps * (1 + self.faults.video_skew_ppm * 1e-6)
+            index = np.rint(world * self.audio.sample_rate).astype(np.int64) % len(self._g711)
+            payload = self._g711[index].tobytes()
+            packet = build_rtp(track.format.payload_type, track.sequence, ts, seg.ssrc, payload)
+            track.sequence = (track.sequence + 1) & 0xFFFF
+            payload_len = len(payload)
+        track.packets += 1
+        track.octets += payload_len
+        return packet
+
+    def _sender_reports(self, t: float) -> list[Emission]:
+        f = self.faults
+        if f.sender_reports == "absent" or (f.sender_reports == "late" and t < self.start + f.sr_late_s):
+            return []
+        ntp = self.wall_clock(t)
+        if f.sender_reports == "frozen":
+            if self._frozen_ntp is None:
+                self._frozen_ntp = ntp
+            ntp = self._frozen_ntp
+        elif f.sender_reports == "jumping":
+            if self._rng.random() < 0.3:
+                self._ntp_jump = self._rng.choice((-1, 1)) * self._rng.uniform(0.3, 3.0)
+            ntp += self._ntp_jump
+        out = []
+        for index, track in enumerate(self.tracks):
+            seg = track.segment
+            report = SenderReport(seg.ssrc, seconds_to_ntp(ntp + NTP_EPOCH_OFFSET), seg.ts_at(t) & 0xFFFFFFFF,
+                                  track.packets, track.octets)
+            sdes = SourceDescription([(seg.ssrc, {1: self.cname.encode()})])
+            out.append(Emission(t, index, True, serialize_rtcp([report, sdes])))
+        return out

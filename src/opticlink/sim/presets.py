@@ -1,0 +1,43 @@
+"""Ready-made simulated cameras: the embedded default, the demo set, and benchmark cameras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opticlink.sim.faults import Faults
+from opticlink.sim.media import encode_audio, load_audio, load_video, synthetic_audio, synthetic_video
+from opticlink.sim.server import BackchannelSink, CameraSpec
+
+AUDIO_RATES = {"pcmu": 8000, "pcma": 8000, "aac": 16000}
+
+
+def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | None = None,
+           width: int = 640, height: int = 360, fps: int = 25, bitrate: int = 800_000,
+           clip: str | Path | None = None, username: str | None = None, password: str | None = None,
+           backchannel: bool = True, backchannel_file: Path | None = None, audio_packet_ms: int = 20) -> CameraSpec:
+    """One simulated camera. `audio` is pcmu, pcma, aac or None; `clip` replaces the test picture
+    and sound with a file's (transcoded once, cached)."""
+    if clip is not None:
+        video = load_video(clip, bitrate=bitrate)
+    else:
+        video = synthetic_video(width, height, fps, seconds=4, bitrate=bitrate)
+    encoded = None
+    if audio is not None:
+        if audio not in AUDIO_RATES:
+            raise ValueError(f"simulated audio must be one of {', '.join(AUDIO_RATES)}, not {audio!r}")
+        rate = AUDIO_RATES[audio]
+        pcm = load_audio(clip, rate) if clip is not None else synthetic_audio(rate, seconds=4)
+        encoded = encode_audio(pcm, audio)
+    return CameraSpec(name=name, video=video, audio=encoded, faults=faults or Faults(), username=username,
+                      password=password, backchannel=backchannel, audio_packet_ms=audio_packet_ms,
+                      sink=BackchannelSink(backchannel_file))
+
+
+def demo_cameras() -> list[CameraSpec]:
+    """The demo's four cameras: clean; 300 ppm audio skew with 40 ms jitter; AAC; no audio."""
+    return [
+        camera("cam1"),
+        camera("cam2", faults=Faults(audio_skew_ppm=300, jitter_ms=40, seed=2)),
+        camera("cam3", audio="aac", faults=Faults(seed=3)),
+        camera("cam4", audio=None, faults=Faults(seed=4)),
+    ]

@@ -1,0 +1,30 @@
+"""Shared fixtures: small simulated cameras and a simulator on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import pytest
+
+from opticlink.sim.faults import Faults
+from opticlink.sim.presets import camera
+from opticlink.sim.server import CameraSpec, SimulatorServer
+
+
+def small_camera(name: str = "cam1", **options) -> CameraSpec:
+    """A 320x180 camera: cheap to stream, real H.264 and audio."""
+    options.setdefault("width", 320)
+    options.setdefault("height", 180)
+    options.setdefault("bitrate", 300_000)
+    return camera(name, **options)
+
+
+@pytest.fixture
+async def simulator(request):
+    """A started simulator; parametrize indirectly with a list of CameraSpec, else one clean camera."""
+    cameras = getattr(request, "param", None) or [small_camera()]
+    server = SimulatorServer(cameras, port=0)
+    await server.start()
+    yield server
+    await server.close()
+
+
+__all__ = ["Faults", "small_camera"]

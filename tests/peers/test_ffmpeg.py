@@ -1,0 +1,38 @@
+"""FFmpeg's RTSP client against our simulator: our server speaks real RTSP."""
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import small_camera
+
+
+async def run(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("simulator", [[small_camera("cam1"), small_camera("cam2", audio="aac"),
+                                        small_camera("cam3", audio="pcma")]], indirect=True)
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_ffprobe_sees_both_tracks_of_every_camera(simulator, transport):
+    expected = {"cam1": "pcm_mulaw", "cam2": "aac", "cam3": "pcm_alaw"}
+    for name, audio_codec in expected.items():
+        code, out, err = await run("ffprobe", "-v", "error", "-rtsp_transport", transport, "-show_streams",
+                                   "-of", "json", simulator.url(name))
+        assert code == 0, err
+        streams = {s["codec_type"]: s for s in json.loads(out)["streams"]}
+        assert streams["video"]["codec_name"] == "h264"
+        assert (streams["video"]["width"], streams["video"]["height"]) == (320, 180)
+        assert streams["audio"]["codec_name"] == audio_codec
+
+
+@pytest.mark.parametrize("simulator", [[small_camera(username="viewer", password="s3cret")]], indirect=True)
+async def test_ffmpeg_decodes_a_digest_protected_camera_without_errors(simulator):
+    code, _, err = await run("ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i",
+                             simulator.url("cam1", credentials=True), "-t", "3", "-f", "null", "-")
+    assert code == 0 and err.strip() == ""
+    code, _, err = await run("ffprobe", "-v", "error", simulator.url("cam1"))
+    assert code != 0 and "401" in err
