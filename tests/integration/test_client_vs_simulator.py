@@ -126,9 +126,11 @@ async def _serve_once(answer: bytes) -> tuple[asyncio.Server, int]:
 
 async def test_garbage_from_a_camera_closes_the_session_with_a_clear_error(caplog):
     server, port = await _serve_once(b"\x00\xffNOT RTSP AT ALL\r\n\r\n")
-    async with server:
-        report = await probe(ClientConfig(f"rtsp://127.0.0.1:{port}/x"), seconds=1)
+    with caplog.at_level(logging.WARNING):
+        async with server:
+            report = await probe(ClientConfig(f"rtsp://127.0.0.1:{port}/x"), seconds=1)
     assert report.error.startswith("stream: malformed data from the camera")
+    assert "camera probe: stream: malformed data from the camera: malformed RTSP request line" in caplog.text
     assert asyncio.get_running_loop().is_running()
 
 

@@ -103,6 +103,7 @@ class CameraSession:
             if not self.reconnect:
                 self.state = "stopped"
                 if error is not None:
+                    log.warning("camera %s: %s", self.name, error)
                     raise error
                 return
             if self._loop.time() - started > 60:

@@ -204,6 +204,13 @@ class AudioClip:
     def duration(self) -> float:
         return len(self.pcm) / self.sample_rate
 
+    def fitted(self, samples: int) -> AudioClip:
+        """This clip cut or padded with silence to exactly `samples` samples."""
+        pcm = self.pcm[:samples]
+        if len(pcm) < samples:
+            pcm = np.concatenate([pcm, np.zeros(samples - len(pcm), np.int16)])
+        return AudioClip(pcm, self.sample_rate)
+
 
 def synthetic_audio(sample_rate: int, seconds: int, level_db: float = -12.0) -> AudioClip:
     """A 1 kHz beep of 100 ms at the start of every second over a quiet 440 Hz hum."""

@@ -26,7 +26,11 @@ def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | N
         if audio not in AUDIO_RATES:
             raise ValueError(f"simulated audio must be one of {', '.join(AUDIO_RATES)}, not {audio!r}")
         rate = AUDIO_RATES[audio]
-        pcm = load_audio(clip, rate) if clip is not None else synthetic_audio(rate, seconds=4)
+        if clip is not None:
+            # audio and video must loop with one period, or the content slips on every loop
+            pcm = load_audio(clip, rate).fitted(round(video.duration * rate))
+        else:
+            pcm = synthetic_audio(rate, seconds=4)
         encoded = encode_audio(pcm, audio)
     return CameraSpec(name=name, video=video, audio=encoded, faults=faults or Faults(), username=username,
                       password=password, backchannel=backchannel, audio_packet_ms=audio_packet_ms,
