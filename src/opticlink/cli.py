@@ -73,6 +73,30 @@ async def _probe(args: argparse.Namespace) -> int:
     return 1 if report.error else 0
 
 
+async def _capture(args: argparse.Namespace) -> int:
+    from opticlink.record.capture import capture
+    from opticlink.rtsp.client import ClientConfig
+
+    config = ClientConfig(args.url, username=args.username, password=args.password, transport=args.transport)
+
+    def progress(elapsed: float, stats) -> None:
+        line = f"  capturing {elapsed:5.1f}/{args.seconds:g} s"
+        if stats is not None:
+            sources = ", ".join(f"{t.kind} {t.source}" for t in stats.tracks)
+            line += f"  [{sources}; A/V correction {stats.av_correction_ms} ms]"
+        print(line, file=sys.stderr, flush=True)
+
+    result = await capture(config, args.seconds, args.output, audio_offset_ms=args.audio_offset_ms,
+                           on_progress=progress)
+    f = result.file
+    print(f"wrote {f.path}: {f.video_frames} video frames, {f.audio_samples} audio samples, {f.duration_s:.1f} s"
+          + (f" (audio: {f.audio_inserted} samples of silence for lost audio)" if f.audio_inserted else ""))
+    if result.error:
+        print(f"opticlink capture: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _sim(args: argparse.Namespace) -> int:
     from opticlink.sim.server import SimulatorServer
 
@@ -105,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_camera_auth(p)
     _add_sim_options(p)
 
+    c = verbs.add_parser("capture", help="record a camera's aligned audio and video to Matroska",
+                         description="Play a camera through the sync engine and write its frames with the "
+                                     "engine's presentation times to a Matroska file: video copied, audio as "
+                                     "16-bit PCM that follows the timeline. Any player or analysis tool can then "
+                                     "check the sync.")
+    c.add_argument("url", help="rtsp://[user:pass@]host[:port]/path")
+    c.add_argument("--seconds", type=float, default=10.0, help="how long to record (default 10)")
+    c.add_argument("-o", "--output", type=Path, required=True, help="the .mkv file to write")
+    c.add_argument("--audio-offset-ms", type=float, default=0.0,
+                   help="the camera's own audio offset to correct, positive delays the sound (default 0)")
+    _add_camera_auth(c)
+
     s = verbs.add_parser("sim", help="run simulated cameras on an RTSP server",
                          description="Serve simulated cameras at rtsp://HOST:PORT/cam1.. with H.264 video, "
                                      "audio, RTCP Sender Reports, an ONVIF backchannel and optional faults.")
@@ -122,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"probe": _probe, "sim": _sim}
+    handlers = {"probe": _probe, "sim": _sim, "capture": _capture}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:

@@ -146,3 +146,17 @@ async def test_unreachable_camera_fails_at_connect():
     session = CameraSession(ClientConfig("rtsp://127.0.0.1:9/nothing"), reconnect=False)
     with pytest.raises(RtspError, match=r"connect: cannot reach 127\.0\.0\.1:9"):
         await session.run()
+
+
+@pytest.mark.parametrize("simulator", [[small_camera(faults=Faults(audio_skew_ppm=300, jitter_ms=40, seed=12))]],
+                         indirect=True)
+async def test_probe_reports_the_sync_engines_view(simulator):
+    report = await probe(ClientConfig(simulator.url("cam1")), seconds=4.0)
+    tracks = {t["kind"]: t for t in report.sync["tracks"]}
+    assert tracks["audio"]["source"] == "rtcp" and tracks["video"]["source"] == "rtcp"
+    assert tracks["audio"]["skew_ppm"] == pytest.approx(300, abs=60)  # from four reports at 8 kHz
+    assert report.sync["av_correction_ms"] is not None
+    from opticlink.camera.probe import format_report
+
+    text = format_report(report)
+    assert "timing from rtcp" in text and "A/V: audio moved" in text

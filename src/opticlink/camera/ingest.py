@@ -23,17 +23,7 @@ from opticlink.rtp.rtcp import (
     serialize_rtcp,
 )
 from opticlink.rtsp.client import Track
-
-
-@dataclass(slots=True)
-class SenderReportInfo:
-    """A Sender Report as received: camera wall clock (Unix seconds) at an RTP time, and when."""
-
-    track: int
-    ssrc: int
-    wall_clock: float
-    rtp_timestamp: int
-    arrival: float
+from opticlink.sync.reports import SenderReportInfo
 
 
 @dataclass(slots=True)

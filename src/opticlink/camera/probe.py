@@ -8,10 +8,11 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from opticlink.camera.ingest import SenderReportInfo, TrackState
+from opticlink.camera.ingest import TrackState
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
 from opticlink.rtsp.client import ClientConfig
+from opticlink.sync.reports import SenderReportInfo
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class ProbeReport:
     tracks: list[TrackReport] = field(default_factory=list)
     backchannel_requested: bool = False
     backchannel: str | None = None  # what it accepts, or why not
+    sync: dict[str, object] | None = None  # the sync engine's view: per-track timing, A/V correction
     error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -90,7 +92,7 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
                 on_progress: Callable[[float], None] | None = None) -> ProbeReport:
     """Play a camera for `seconds` and report its tracks, reception and backchannel."""
     report = ProbeReport(config.url, config.transport, seconds, backchannel_requested=config.backchannel)
-    session = CameraSession(config, name="probe", reconnect=False)
+    session = CameraSession(config, name="probe", reconnect=False, on_frame=lambda frame: None)
     loop = asyncio.get_running_loop()
     task = loop.create_task(session.run())
     started = loop.time()
@@ -110,6 +112,8 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
     except RtspError as exc:
         report.error = str(exc)
     finally:
+        sync = session.sync_stats()
+        report.sync = asdict(sync) if sync is not None else None
         await session.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, RtspError):
@@ -151,4 +155,18 @@ def format_report(report: ProbeReport) -> str:
                              f"(received at +{mapping.received_after_s:.3f} s)")
     if report.backchannel_requested:
         lines.append(f"  backchannel: {report.backchannel}")
+    if report.sync:
+        lines.append("  sync:")
+        for t in report.sync["tracks"]:  # type: ignore[union-attr]
+            skew = "?" if t["skew_ppm"] is None else f"{t['skew_ppm']:+.1f} ppm"
+            reason = f" ({t['fallback_reason']})" if t["fallback_reason"] else ""
+            lines.append(f"    track {t['track']} {t['kind']}: timing from {t['source']}{reason}, clock {skew}, "
+                         f"correction {t['correction_ms']:+.2f} ms, arrives {t['delay_ms']} ms after its time, "
+                         f"reports {t['sender_reports']} ({t['bogus_reports']} bogus), re-anchors {t['reanchors']}")
+        av_ms = report.sync["av_correction_ms"]
+        if av_ms is not None:
+            lines.append(f"    A/V: audio moved {av_ms:+.2f} ms against video compared with arrival timing "
+                         f"(audio offset setting {report.sync['audio_offset_ms']:+.1f} ms)")
+        if report.sync["wall_skew_ppm"] is not None:
+            lines.append(f"    camera wall clock: {report.sync['wall_skew_ppm']:+.2f} ppm against ours")
     return "\n".join(lines)

@@ -1,8 +1,10 @@
-"""One camera kept playing: RTSP client, ingest, receiver reports and reconnection (asyncio).
+"""One camera kept playing: RTSP client, ingest, sync engine, reconnection (asyncio).
 
-Owns the loop's clock and timers for the sans-IO `CameraIngest`; units and Sender Reports go to
-callbacks as they are produced. A camera that fails or vanishes is reconnected with exponential
-backoff (0.5 s doubling to 30 s, reset after a session that played for a minute).
+Owns the loop's clock and timers for the sans-IO `CameraIngest`, `SyncEngine` and (optionally)
+`FrameMerger`. Access units go to `on_unit` and timed frames to `on_frame` as they are produced.
+The timeline's epoch is the session's start and survives reconnects, so presentation times run
+on across them. A camera that fails or vanishes is reconnected with exponential backoff (0.5 s
+doubling to 30 s, reset after a session that played for a minute).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Literal
 
-from opticlink.camera.ingest import CameraIngest, SenderReportInfo
+from opticlink.camera.ingest import CameraIngest
 from opticlink.errors import RtspError
 from opticlink.rtp.formats import AccessUnit
 from opticlink.rtsp.aio import RtspClient
@@ -26,6 +28,9 @@ from opticlink.rtsp.client import (
     RtpReceived,
     Track,
 )
+from opticlink.sync import FrameMerger, MediaFrame, SyncEngine, SyncStats
+from opticlink.sync.engine import TrackInfo
+from opticlink.sync.reports import SenderReportInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +51,25 @@ class CameraSession:
         on_unit: Callable[[int, AccessUnit], None] | None = None,
         on_sender_report: Callable[[SenderReportInfo], None] | None = None,
         on_playing: Callable[[list[Track]], None] | None = None,
+        on_frame: Callable[[MediaFrame], None] | None = None,
         reconnect: bool = True,
         jitter_wait: float = 0.05,
+        audio_offset_ms: float = 0.0,
+        merge_hold: float | None = None,
     ) -> None:
         self.config = config
         self.name = name
         self.on_unit = on_unit or (lambda track, unit: None)
         self.on_sender_report = on_sender_report or (lambda info: None)
         self.on_playing = on_playing or (lambda tracks: None)
+        self.on_frame = on_frame
         self.reconnect = reconnect
         self.jitter_wait = jitter_wait
+        self.audio_offset_ms = audio_offset_ms
+        self.merge_hold = merge_hold
+        self.engine: SyncEngine | None = None
+        self.merger: FrameMerger | None = None
+        self.epoch: float | None = None
         self.state: SessionState = "idle"
         self.client: RtspClient | None = None
         self.ingest: CameraIngest | None = None
@@ -76,9 +90,14 @@ class CameraSession:
     async def wait_playing(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._playing.wait(), timeout)
 
+    def sync_stats(self) -> SyncStats | None:
+        return self.engine.stats() if self.engine is not None else None
+
     async def run(self) -> None:
         """Play until `stop()`; without `reconnect`, the first failure is raised."""
         self._loop = asyncio.get_running_loop()
+        if self.epoch is None:
+            self.epoch = self._loop.time()
         backoff = self.BACKOFF_MIN
         while not self._stopping:
             self.state = "connecting"
@@ -97,6 +116,7 @@ class CameraSession:
             finally:
                 self._cancel_timer()
                 self._playing.clear()
+                self._flush_merger()
             if self._stopping:
                 break
             self.last_error = error
@@ -128,21 +148,50 @@ class CameraSession:
         self.client.send_rtp(track.index, packet)
         return True
 
+    def _deliver(self, track: int, unit: AccessUnit, now: float) -> None:
+        self.on_unit(track, unit)
+        if self.engine is None or self.on_frame is None:
+            return
+        frame = self.engine.push_unit(track, unit, now)
+        if frame is None:
+            return
+        if self.merger is None:
+            self.on_frame(frame)
+        else:
+            for ready in self.merger.push(frame, now):
+                self.on_frame(ready)
+
+    def _flush_merger(self) -> None:
+        if self.merger is not None and self.on_frame is not None:
+            for frame in self.merger.flush():
+                self.on_frame(frame)
+
     def _on_event(self, event: Event) -> None:
         ingest = self.ingest
         if isinstance(event, RtpReceived):
             if ingest is not None:
                 for track, unit in ingest.on_rtp(event.track, event.data, event.now):
-                    self.on_unit(track, unit)
+                    self._deliver(track, unit, event.now)
                 self._after_input(event.now)
         elif isinstance(event, RtcpReceived):
             if ingest is not None:
                 for info in ingest.on_rtcp(event.track, event.data, event.now):
                     self.on_sender_report(info)
+                    if self.engine is not None:
+                        self.engine.push_sender_report(info)
                 self._after_input(event.now)
         elif isinstance(event, Playing):
             self.tracks = event.tracks
             self.ingest = CameraIngest(event.tracks, jitter_wait=self.jitter_wait)
+            live = [t for t in event.tracks if not t.backchannel]
+            assert self.epoch is not None
+            self._flush_merger()
+            self.engine = SyncEngine([TrackInfo(t.index, t.kind, t.format.clock_rate) for t in live],
+                                     epoch=self.epoch, audio_offset_ms=self.audio_offset_ms)
+            rtptimes = {t.index: t.rtp_info.rtptime for t in live
+                        if t.rtp_info is not None and t.rtp_info.rtptime is not None}
+            self.engine.on_play(rtptimes, event.range.clock_start if event.range else None)
+            self.merger = FrameMerger(self.merge_hold) if self.merge_hold is not None else None
             self.state = "playing"
             self._playing.set()
             self.on_playing(event.tracks)
@@ -154,9 +203,15 @@ class CameraSession:
         assert self.ingest is not None and self.client is not None
         for track, data in self.ingest.receiver_reports(now):
             self.client.send_rtcp(track, data)
-        deadline = self.ingest.deadline()
+        deadline = self._deadline()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
             self._arm(deadline)
+
+    def _deadline(self) -> float | None:
+        assert self.ingest is not None
+        times = [t for t in (self.ingest.deadline(), self.merger.deadline() if self.merger else None)
+                 if t is not None]
+        return min(times) if times else None
 
     def _arm(self, deadline: float) -> None:
         self._cancel_timer()
@@ -177,10 +232,13 @@ class CameraSession:
             return
         now = self._loop.time()
         for track, unit in self.ingest.poll(now):
-            self.on_unit(track, unit)
+            self._deliver(track, unit, now)
+        if self.merger is not None and self.on_frame is not None:
+            for frame in self.merger.poll(now):
+                self.on_frame(frame)
         self._after_input(now)
         if self._timer is None:
-            deadline = self.ingest.deadline()
+            deadline = self._deadline()
             if deadline is not None:
                 self._arm(max(deadline, now + 0.001))
 

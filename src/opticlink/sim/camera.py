@@ -60,7 +60,7 @@ class _Segment:
         return self.t0 + (ts - self.ts0) / self.rate
 
     def ts_at(self, t: float) -> int:
-        return self.ts0 + int((t - self.t0) * self.rate)
+        return self.ts0 + round((t - self.t0) * self.rate)
 
 
 @dataclass(slots=True)
@@ -87,10 +87,11 @@ class CameraModel:
     def __init__(self, video: VideoClip | None, audio: EncodedAudio | None, faults: Faults | None = None, *,
                  start: float = 0.0, wall_start: float = 1_800_000_000.0, audio_packet_ms: int = 20,
                  cname: str = "camera@opticlink.sim", video_ts0: int | None = None,
-                 audio_ts0: int | None = None) -> None:
+                 audio_ts0: int | None = None, content: bool = True) -> None:
         self.video, self.audio = video, audio
         self.faults = faults or Faults()
         self.start, self.wall_start = start, wall_start
+        self.content = content  # False: audio payloads are not resampled to follow the world (fast replays)
         self.cname = cname
         self._rng = random.Random(self.faults.seed)
         self.tracks: list[_Track] = []
@@ -126,6 +127,7 @@ class CameraModel:
         self._reboot_done = False
         self._jump_done = False
         self._clip_frame = 0
+        self.now = start  # true time the model has been advanced to
 
     # Clocks and truth --------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class CameraModel:
             if segment.ssrc != ssrc:
                 continue
             delta = (timestamp - segment.ts0) & 0xFFFFFFFF
-            span = ((segment.end if segment.end is not None else 1e18) - segment.t0) * segment.rate + 1
+            span = ((segment.end if segment.end is not None else self.now + 1.0) - segment.t0) * segment.rate + 1
             if delta <= span:
                 return segment.t0 + delta / segment.rate + segment.offset
         return None
@@ -176,6 +178,7 @@ class CameraModel:
         """Everything sent up to true time `now`, in sending order."""
         out: list[Emission] = []
         f = self.faults
+        self.now = max(self.now, now)
         while True:
             candidates: list[tuple[float, str]] = []
             if self.video is not None:
@@ -248,6 +251,11 @@ class CameraModel:
             packet = self._aac.packetize(frame, ts)
             track.sequence = self._aac.sequence
             payload_len = len(packet) - 12
+        elif not self.content:
+            payload = self.audio.data[: self.audio_samples]
+            packet = build_rtp(track.format.payload_type, track.sequence, ts, seg.ssrc, payload)
+            track.sequence = (track.sequence + 1) & 0xFFFF
+            payload_len = len(payload)
         else:
             first = seg.time_at(ts_unwrapped) + seg.offset
             steps = np.arange(self.audio_samples) / seg.rate

@@ -1,0 +1,1 @@
+"""Recording: timed frames to files."""

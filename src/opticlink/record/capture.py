@@ -1,0 +1,57 @@
+"""`opticlink capture`: record a camera's aligned stream to Matroska for any tool to check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from opticlink.camera.session import CameraSession
+from opticlink.errors import RtspError
+from opticlink.record.mkv import MatroskaWriter, WriteSummary
+from opticlink.rtsp.client import ClientConfig
+from opticlink.sync import SyncStats
+
+MERGE_HOLD = 0.25  # seconds a frame may wait for the other track before it is written
+
+
+@dataclass(slots=True)
+class CaptureResult:
+    file: WriteSummary
+    sync: SyncStats | None
+    error: str | None = None
+
+
+async def capture(config: ClientConfig, seconds: float, path: str | Path, *, audio_offset_ms: float = 0.0,
+                  on_progress: Callable[[float, SyncStats | None], None] | None = None) -> CaptureResult:
+    """Play `config` for `seconds` after PLAY and write the frames, with the engine's times, to `path`."""
+    writer = MatroskaWriter(path)
+    session = CameraSession(config, name="capture", reconnect=False, on_frame=writer.write,
+                            audio_offset_ms=audio_offset_ms, merge_hold=MERGE_HOLD)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(session.run())
+    error = None
+    try:
+        waiter = loop.create_task(session.wait_playing())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()
+        started = loop.time()
+        while (elapsed := loop.time() - started) < seconds and not task.done():
+            if on_progress is not None:
+                on_progress(elapsed, session.sync_stats())
+            await asyncio.wait({task}, timeout=min(1.0, seconds - elapsed))
+        if task.done():
+            task.result()
+    except RtspError as exc:
+        error = str(exc)
+    finally:
+        stats = session.sync_stats()
+        await session.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RtspError):
+            await task
+    return CaptureResult(writer.close(), stats, error)

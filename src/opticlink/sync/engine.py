@@ -1,0 +1,365 @@
+"""The sync engine, sans-IO: every track of one camera on one timeline.
+
+Each track has two ways to map an RTP timestamp to the receiver's clock:
+
+- *arrival*: the floor of arrival times against media time (`FloorEstimator`), robust to jitter
+  and following the track clock's skew. Used before the first Sender Report, after a re-anchor,
+  and as the fallback when a track's reports are bogus. The bias between the two mappings (a
+  video encoder's delay, say), measured while the reports were good, is taken off, so tracks
+  that lose their reports stay aligned with each other.
+- *rtcp*: RTP time to the camera's wall clock from the track's Sender Reports
+  (`ReportMapping`), then the camera's wall clock to ours through one mapping shared by every
+  track of the camera. Any error of the shared mapping moves all tracks together and cannot put
+  them out of sync.
+
+Mappings improve over time and change mode; frames never jump. Each track's output is its
+mapping plus a correction, and every change of the mapping goes into the correction, which then
+decays: audio (the master clock) by at most 0.5 ms per second (0.05 %, inaudible, and slow enough
+that a recording's audio is never audibly stretched), video towards the
+audio's correction by at most 40 ms per second (invisible), so a change of A/V alignment is
+applied by moving video while the audio plays on. In a video track's first half second, before
+a player has shown much of it, video takes the audio's correction at once. Corrections beyond
+1 s are applied at once.
+
+Timestamp wrap is unwrapped; an SSRC change or a timestamp jump (a camera reboot) re-anchors
+that track alone. Times in are seconds on the receiver's monotonic clock; times out are
+microseconds from `epoch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from opticlink.rtp.formats import AccessUnit
+from opticlink.sync.floor import FloorEstimator
+from opticlink.sync.frame import MediaFrame
+from opticlink.sync.reports import BogusReport, ReportMapping, SenderReportInfo
+
+MASTER_SLEW = 0.0005  # seconds of correction per second on the master (audio) track
+VIDEO_SLEW = 0.040  # seconds per second for video following the master
+SOLO_VIDEO_SLEW = 0.020  # seconds per second when video has no audio to follow
+VIDEO_STARTUP = 0.5  # seconds from a video track's first unit in which it follows the audio at once
+HARD_RESYNC = 1.0  # seconds: a correction this large is applied at once
+FALLBACK_HOLD = 600.0  # seconds a track stays on arrival timing after a bogus report
+JUMP_AHEAD = 1.0  # a unit arriving this long before its mapped time: timestamps jumped forward
+JUMP_BEHIND = 10.0  # ... this long after, three units in a row: timestamps jumped back
+JUMP_IMPOSSIBLE = 60.0  # ... this long after, at once: no network holds media for a minute
+DELAY_FLOOR_RISE = 0.001  # seconds per second the remembered delay floor may rise
+STALE_REPORT = 10.0  # seconds a report's RTP time may be from the track's current media time
+
+Source = Literal["arrival", "rtcp", "fallback"]
+
+
+@dataclass(slots=True)
+class TrackInfo:
+    """What the engine needs of a track: its index, kind and nominal clock rate."""
+
+    index: int
+    kind: str
+    clock_rate: int
+
+
+@dataclass(slots=True)
+class TrackSyncStats:
+    """One track's timing as a user reads it."""
+
+    track: int
+    kind: str
+    source: Source
+    fallback_reason: str | None
+    skew_ppm: float | None  # track clock against the camera's wall clock (rtcp) or ours (arrival)
+    correction_ms: float  # what the output currently adds to the mapping
+    delay_ms: float | None  # how long after its presentation time the latest unit arrived
+    sender_reports: int
+    bogus_reports: int
+    stale_reports: int
+    reanchors: int
+    hard_resyncs: int
+    units: int
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """The camera's timeline: per-track stats and the A/V offset being corrected."""
+
+    tracks: list[TrackSyncStats] = field(default_factory=list)
+    av_correction_ms: float | None = None  # how we move audio against video, relative to arrival timing
+    audio_offset_ms: float = 0.0  # the configured offset included in that
+    wall_skew_ppm: float | None = None  # camera wall clock against ours
+
+
+class _Track:
+    def __init__(self, info: TrackInfo) -> None:
+        self.info = info
+        self.rate = info.clock_rate
+        self.ssrc: int | None = None
+        self.floor = FloorEstimator()
+        self.reports = ReportMapping(info.clock_rate)
+        self.pending: dict[int, list[SenderReportInfo]] = {}
+        self.play_anchor: tuple[int, float] | None = None
+        self.mode: Source = "arrival"
+        self.fallback_reason: str | None = None
+        self.fallback_until = 0.0
+        self.bias: float | None = None
+        self.offset = 0.0
+        self.last_ts: int | None = None
+        self.last_target: float | None = None
+        self.last_now: float | None = None
+        self.started: float | None = None
+        self.last_arrival = 0.0
+        self.last_delay: float | None = None
+        self.delay_floor: float | None = None  # slowly rising minimum of arrival - presentation
+        self.resume_at: float | None = None  # after a re-anchor: place the first unit by arrival
+        self.behind = 0
+        self.video_period = 0.04
+        self.sender_reports = self.bogus_reports = self.stale_reports = 0
+        self.reanchors = self.hard_resyncs = self.units = 0
+
+    def unwrap(self, ts32: int) -> int:
+        if self.last_ts is None:
+            return ts32
+        delta = (ts32 - self.last_ts) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        return self.last_ts + delta
+
+    def restart(self, keep_fallback: bool) -> None:
+        self.resume_at = self.delay_floor
+        self.floor.reset()
+        self.reports.reset()
+        self.last_ts = self.last_target = None
+        self.behind = 0
+        if not (keep_fallback and self.mode == "fallback"):
+            self.mode = "arrival"
+
+
+class SyncEngine:
+    """Places one camera's access units on the session timeline.
+
+    `tracks`: the live tracks. `epoch`: receiver time (seconds) of timeline zero.
+    `audio_offset_ms`: added to audio presentation times, positive or negative, for cameras whose
+    microphone is captured with a fixed offset of its own (positive delays the sound).
+    """
+
+    def __init__(self, tracks: Iterable[TrackInfo], *, epoch: float, audio_offset_ms: float = 0.0) -> None:
+        self.tracks = {t.index: _Track(t) for t in tracks}
+        self.epoch = epoch
+        self.audio_offset = audio_offset_ms / 1000
+        audio = [t for t in self.tracks.values() if t.info.kind == "audio"]
+        video = [t for t in self.tracks.values() if t.info.kind == "video"]
+        self.master: _Track | None = (audio or video or [None])[0]
+        self._solo_video = not audio
+        self.wall_floor = FloorEstimator()  # camera wall clock -> receiver clock
+
+    # Inputs -------------------------------------------------------------------------------------
+
+    def on_play(self, rtptimes: dict[int, int], clock_start: float | None) -> None:
+        """PLAY's RTP-Info and `Range: clock=`: with an absolute start, a first mapping per track.
+
+        RTP-Info without an absolute clock only says where each stream starts, not when; it is
+        not used for timing."""
+        if clock_start is None:
+            return
+        for index, rtptime in rtptimes.items():
+            if index in self.tracks:
+                self.tracks[index].play_anchor = (rtptime, clock_start)
+
+    def push_sender_report(self, info: SenderReportInfo) -> None:
+        track = self.tracks.get(info.track)
+        if track is None:
+            return
+        if track.ssrc is None or info.ssrc != track.ssrc:
+            queue = track.pending.setdefault(info.ssrc, [])
+            queue.append(info)
+            del queue[:-4]
+            return
+        self._apply_report(track, info.rtp_timestamp, info.wall_clock, info.arrival)
+
+    def push_unit(self, index: int, unit: AccessUnit, now: float) -> MediaFrame | None:
+        """Place one access unit; returns its frame (None for a track the engine does not know)."""
+        track = self.tracks.get(index)
+        if track is None:
+            return None
+        reanchored = False
+        if unit.ssrc != track.ssrc:
+            if track.ssrc is not None:
+                self._reanchor(track, keep_fallback=True)
+                reanchored = True
+            track.ssrc = unit.ssrc
+        ts = track.unwrap(unit.timestamp)
+        first = track.last_ts is None
+        duration = unit.duration / track.rate if unit.duration else 0.0
+        x = ts / track.rate
+        if not first:
+            error = unit.arrival - self._target(track, ts)
+            if error < -JUMP_AHEAD or error > JUMP_IMPOSSIBLE:
+                self._reanchor(track, keep_fallback=True)
+                reanchored, first = True, True
+                ts = unit.timestamp
+                x = ts / track.rate
+            elif error > JUMP_BEHIND:
+                track.behind += 1
+                if track.behind >= 3:
+                    self._reanchor(track, keep_fallback=True)
+                    reanchored, first = True, True
+                    ts = unit.timestamp
+                    x = ts / track.rate
+            else:
+                track.behind = 0
+        track.floor.add(x, unit.arrival - x - duration)
+        if first:
+            track.last_ts = ts  # lets pending reports unwrap against this source
+            self._apply_pending(track, unit.arrival)
+        if track.mode == "rtcp" and track.reports.ready:
+            wall = track.reports.wall_at(ts)
+            self.wall_floor.add(wall, unit.arrival - wall - duration)
+            self._learn_bias(track, ts)
+        target = self._target(track, ts)
+        if track.resume_at is not None:
+            # first unit after a re-anchor: it arrived with the delay floor the track had before
+            track.offset += (unit.arrival - duration - track.resume_at) - target
+            track.resume_at = None
+        self._slew(track, ts, target, now)
+        delay = unit.arrival - duration - target
+        if track.delay_floor is None or delay < track.delay_floor:
+            track.delay_floor = delay
+        elif track.last_now is not None:
+            track.delay_floor += DELAY_FLOOR_RISE * max(0.0, now - track.last_now)
+        if track.info.kind == "video" and not first and track.last_ts is not None and ts > track.last_ts:
+            track.video_period = min(1.0, max(0.005, (ts - track.last_ts) / track.rate))
+        track.last_ts, track.last_target, track.last_now, track.last_arrival = ts, target, now, unit.arrival
+        pts = target + track.offset
+        track.last_delay = unit.arrival - duration - pts
+        track.units += 1
+        duration_us = int((track.video_period if track.info.kind == "video" else duration) * 1e6)
+        wall_clock = track.reports.wall_at(ts) if track.mode == "rtcp" and track.reports.ready else None
+        return MediaFrame(index, track.info.kind, unit.config.codec, round((pts - self.epoch) * 1e6), duration_us,
+                          unit.keyframe, unit.data, unit.config, wall_clock, unit.discontinuity or reanchored,
+                          unit.timestamp, unit.ssrc, reanchored)
+
+    # Mappings -----------------------------------------------------------------------------------
+
+    def _arrival_target(self, track: _Track, ts: int) -> float:
+        x = ts / track.rate
+        floor = track.floor.value(x)
+        return x + (floor if floor is not None else 0.0)
+
+    def _report_target(self, track: _Track, ts: int) -> float | None:
+        if not track.reports.ready:
+            return None
+        wall = track.reports.wall_at(ts)
+        floor = self.wall_floor.value(wall)
+        return None if floor is None else wall + floor
+
+    def _target(self, track: _Track, ts: int) -> float:
+        if track.mode == "rtcp":
+            target = self._report_target(track, ts)
+            if target is None:
+                target = self._arrival_target(track, ts)
+        else:
+            target = self._arrival_target(track, ts) - (track.bias or 0.0)
+        return target + (self.audio_offset if track.info.kind == "audio" else 0.0)
+
+    def _learn_bias(self, track: _Track, ts: int) -> None:
+        """Both mappings are floors, free of jitter: their difference needs no averaging."""
+        reported = self._report_target(track, ts)
+        if reported is not None:
+            track.bias = self._arrival_target(track, ts) - reported
+
+    def _slew(self, track: _Track, ts: int, target: float, now: float) -> None:
+        if track.last_ts is not None and track.last_target is not None:
+            track.offset -= self._target(track, track.last_ts) - track.last_target
+        elapsed = max(0.0, now - track.last_now) if track.last_now is not None else 0.0
+        if track.started is None:
+            track.started = now
+        master = self.master
+        if track is master or master is None:
+            goal, rate = 0.0, (SOLO_VIDEO_SLEW if self._solo_video else MASTER_SLEW)
+        else:
+            goal, rate = master.offset, VIDEO_SLEW
+            if now - track.started < VIDEO_STARTUP:
+                track.offset = goal
+                return
+        gap = goal - track.offset
+        if abs(gap) > HARD_RESYNC:
+            track.offset = goal
+            track.hard_resyncs += 1
+            return
+        step = rate * elapsed
+        track.offset += max(-step, min(step, gap))
+
+    # Reports ------------------------------------------------------------------------------------
+
+    def _apply_pending(self, track: _Track, now: float) -> None:
+        if track.play_anchor is not None and track.reanchors == 0:
+            rtptime, clock = track.play_anchor
+            track.play_anchor = None
+            self._apply_report(track, rtptime, clock, now)
+        for info in track.pending.pop(track.ssrc or 0, []):
+            self._apply_report(track, info.rtp_timestamp, info.wall_clock, info.arrival)
+        track.pending.clear()
+
+    def _apply_report(self, track: _Track, rtp_timestamp: int, wall: float, arrival: float) -> None:
+        if track.last_ts is None:
+            return
+        ts = track.unwrap(rtp_timestamp)
+        if abs(ts - track.last_ts) / track.rate > STALE_REPORT:
+            track.stale_reports += 1
+            return
+        try:
+            track.reports.add(ts, wall)
+        except BogusReport as exc:
+            track.bogus_reports += 1
+            track.reports.reset()
+            if track.mode != "fallback":
+                track.mode = "fallback"
+            track.fallback_reason = str(exc)
+            track.fallback_until = arrival + FALLBACK_HOLD
+            return
+        track.sender_reports += 1
+        if track.mode == "fallback":
+            if arrival < track.fallback_until or track.reports.count < 3:
+                return
+            track.mode = "rtcp"
+            track.fallback_reason = None
+            self.wall_floor.reset()  # the camera's clock may have been stepped meanwhile
+        elif track.mode == "arrival":
+            track.mode = "rtcp"
+        self.wall_floor.add(wall, arrival - wall)
+
+    def _reanchor(self, track: _Track, keep_fallback: bool) -> None:
+        track.reanchors += 1
+        track.restart(keep_fallback)
+        if all(t.mode != "rtcp" for t in self.tracks.values()):
+            self.wall_floor.reset()
+
+    # Reading ------------------------------------------------------------------------------------
+
+    def stats(self) -> SyncStats:
+        out = SyncStats(audio_offset_ms=self.audio_offset * 1000)
+        corrections: dict[str, float] = {}
+        for track in self.tracks.values():
+            if track.mode == "rtcp" and track.reports.skew_ppm is not None:
+                skew = track.reports.skew_ppm
+            elif track.floor.ready and track.floor.samples > 100:
+                skew = -track.floor.slope * 1e6
+            else:
+                skew = None
+            out.tracks.append(TrackSyncStats(
+                track=track.info.index, kind=track.info.kind, source=track.mode,
+                fallback_reason=track.fallback_reason, skew_ppm=None if skew is None else round(skew, 2),
+                correction_ms=round(track.offset * 1000, 3),
+                delay_ms=None if track.last_delay is None else round(track.last_delay * 1000, 2),
+                sender_reports=track.sender_reports, bogus_reports=track.bogus_reports,
+                stale_reports=track.stale_reports, reanchors=track.reanchors, hard_resyncs=track.hard_resyncs,
+                units=track.units))
+            if track.last_ts is not None and track.info.kind not in corrections:
+                moved = self._target(track, track.last_ts) + track.offset - self._arrival_target(track, track.last_ts)
+                corrections[track.info.kind] = moved
+        if "audio" in corrections and "video" in corrections:
+            out.av_correction_ms = round((corrections["audio"] - corrections["video"]) * 1000, 2)
+        if self.wall_floor.ready and self.wall_floor.samples > 100:
+            out.wall_skew_ppm = round(self.wall_floor.slope * 1e6, 2)
+        return out

@@ -1,0 +1,119 @@
+"""The sync engine as a specification: simulated cameras replayed through the receive path, sans-IO."""
+
+import re
+
+import numpy as np
+import pytest
+
+from opticlink.sim.faults import Faults
+from opticlink.sim.replay import (
+    Recording,
+    place_by_arrival,
+    place_by_static_offset,
+    place_with_engine,
+    record,
+    score,
+)
+
+
+def run(faults: Faults, seconds: float, **model_options):
+    rec = record(faults, seconds, ordered=True, **model_options)
+    pts = place_with_engine(rec)
+    return rec, score(rec, pts, place_with_engine.reanchored), place_with_engine.last_engine
+
+
+def av_series(rec: Recording, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(true time, A/V error ms) at every video frame."""
+    tracks = np.array([e[1] for e in rec.events if e[0] == "unit"])
+    truth = np.asarray(rec.truth)
+    err = pts - truth
+    a, v = tracks == 1, tracks == 0
+    order_a, order_v = np.argsort(truth[a]), np.argsort(truth[v])
+    ta, ea = truth[a][order_a], err[a][order_a]
+    tv, ev = truth[v][order_v], err[v][order_v]
+    return tv, (np.interp(tv, ta, ea) - ev) * 1000
+
+
+def test_skewed_jittery_lossy_camera_stays_in_sync_once_reports_arrive():
+    _rec, s, engine = run(Faults(audio_skew_ppm=300, jitter_ms=60, loss_pct=5, reorder_pct=2, seed=1), 600)
+    assert s.after_report["p99_ms"] <= 5.0
+    assert s.after_report["max_ms"] <= 15.0
+    assert s.settled["max_ms"] <= 5.0
+    stats = {t.kind: t for t in engine.stats().tracks}
+    assert stats["audio"].source == "rtcp" and stats["audio"].skew_ppm == pytest.approx(300, abs=5)
+    assert stats["video"].skew_ppm == pytest.approx(0, abs=5)
+
+
+def test_the_baselines_suffer_what_users_suffer_on_the_same_traffic():
+    rec = record(Faults(audio_skew_ppm=300, jitter_ms=60, seed=2), 600, ordered=True)
+    static = score(rec, place_by_static_offset(rec))
+    arrival = score(rec, place_by_arrival(rec))
+    assert static.after_report["max_ms"] >= 0.9 * 300e-6 * 600 * 1000  # drifts by skew x time: 180 ms
+    assert arrival.after_report["p99_ms"] > 20.0  # jitter lands in the timeline
+
+
+def test_before_the_first_report_arrival_timing_is_within_40_ms_and_the_first_report_fixes_it_in_2_s():
+    rec, s, _engine = run(Faults(audio_skew_ppm=300, jitter_ms=60, sender_reports="late", sr_late_s=20, seed=3), 60)
+    assert s.before_report["max_ms"] <= 40.0
+    tv, av = av_series(rec, place_with_engine(rec))
+    after = av[tv >= rec.first_report + 2.0]
+    assert np.abs(after).max() <= 5.0
+
+
+def test_corrections_are_slewed_never_stepped():
+    _, s, _ = run(Faults(audio_skew_ppm=300, jitter_ms=60, loss_pct=2, sender_reports="late", sr_late_s=15,
+                         seed=4), 120)
+    assert s.max_step_ms["audio"] <= 1.0  # the ear's track: 0.5 ms/s at most
+    assert s.max_step_ms["video"] <= 10.0
+
+
+@pytest.mark.parametrize(("mode", "reason"), [("frozen", r"NTP time frozen"),
+                                              ("jumping", r"went back|ppm from nominal|off the series")])
+def test_bogus_reports_fall_back_to_arrival_timing_and_say_so(mode, reason):
+    _, s, engine = run(Faults(audio_skew_ppm=300, jitter_ms=20, sender_reports=mode, seed=5), 300)
+    stats = engine.stats()
+    assert all(t.source == "fallback" and re.search(reason, t.fallback_reason) for t in stats.tracks)
+    assert all(t.bogus_reports > 0 for t in stats.tracks)
+    assert s.settled["p99_ms"] <= 6.0  # the bias learnt while reports were good keeps the tracks aligned
+    assert stats.tracks[1].skew_ppm == pytest.approx(300, abs=20)  # skew tracked from arrivals
+
+
+def test_camera_reboot_reanchors_both_tracks_and_sync_returns():
+    rec, s, engine = run(Faults(audio_skew_ppm=100, jitter_ms=20, reboot_at_s=60, seed=6), 120)
+    assert [t.reanchors for t in engine.stats().tracks] == [1, 1]
+    tv, av = av_series(rec, place_with_engine(rec))
+    assert np.abs(av[(tv > 63)]).max() <= 5.0
+    assert s.max_step_ms["audio"] <= 1.0
+
+
+def test_timestamp_jump_without_ssrc_change_reanchors_that_source():
+    rec, _, engine = run(Faults(jitter_ms=20, timestamp_jump_at_s=30, seed=7), 60)
+    assert [t.reanchors for t in engine.stats().tracks] == [1, 1]
+    tv, av = av_series(rec, place_with_engine(rec))
+    assert np.abs(av[tv > 33]).max() <= 5.0
+
+
+def test_rtp_timestamp_wrap_is_seamless():
+    # both clocks wrap within the first seconds
+    _, s, engine = run(Faults(jitter_ms=20, seed=8), 30, video_ts0=0xFFFFFFFF - 90000 * 5,
+                       audio_ts0=0xFFFFFFFF - 8000 * 3)
+    assert [t.reanchors for t in engine.stats().tracks] == [0, 0]
+    assert s.settled["max_ms"] <= 2.0
+
+
+def test_audio_offset_setting_corrects_a_camera_that_stamps_its_sound_early():
+    faults = Faults(av_offset_ms=80, jitter_ms=20, seed=9)
+    rec = record(faults, 60, ordered=True)
+    corrected = score(rec, place_with_engine(rec, audio_offset_ms=80))
+    uncorrected = score(rec, place_with_engine(rec, audio_offset_ms=0))
+    assert corrected.settled["max_ms"] <= 2.0
+    assert uncorrected.settled["p50_ms"] == pytest.approx(80, abs=2)
+
+
+def test_stats_name_the_mapping_and_the_correction():
+    _, _, engine = run(Faults(audio_skew_ppm=100, jitter_ms=20, seed=10), 60)
+    stats = engine.stats()
+    assert [t.source for t in stats.tracks] == ["rtcp", "rtcp"]
+    assert all(t.sender_reports >= 55 for t in stats.tracks)
+    assert stats.av_correction_ms is not None and abs(stats.av_correction_ms) < 40
+    assert stats.wall_skew_ppm == pytest.approx(0, abs=15)  # from a minute of jittery arrivals

@@ -1,0 +1,26 @@
+from opticlink.rtp.formats import AudioConfig
+from opticlink.sync import FrameMerger, MediaFrame
+
+CONFIG = AudioConfig("pcmu", 8000)
+
+
+def frame(track: int, pts_ms: int) -> MediaFrame:
+    return MediaFrame(track, "video" if track == 0 else "audio", "pcmu", pts_ms * 1000, 0, True, b"", CONFIG)
+
+
+def test_frames_come_out_in_presentation_order_once_the_other_track_caught_up():
+    merger = FrameMerger(hold=1.0)
+    assert merger.push(frame(0, 100), 0.0) == [frame(0, 100)]  # no other track yet
+    assert merger.push(frame(1, 80), 0.01) == [frame(1, 80)]
+    assert merger.push(frame(0, 140), 0.02) == []  # audio has only reached 80
+    out = merger.push(frame(1, 100), 0.03) + merger.push(frame(1, 150), 0.04)
+    assert [f.pts_us // 1000 for f in out] == [100, 140]
+
+
+def test_a_silent_track_holds_the_others_no_longer_than_the_hold():
+    merger = FrameMerger(hold=0.2)
+    merger.push(frame(1, 0), 0.0)
+    merger.push(frame(0, 0), 0.0)
+    assert merger.push(frame(0, 40), 0.05) == []
+    assert merger.deadline() == 0.25
+    assert [f.pts_us for f in merger.poll(0.25)] == [40_000]
