@@ -37,11 +37,11 @@ lint: env
 	$(BIN)/ruff check .
 
 test: env lint
+	node --test tests/js/
 	$(BIN)/python -m pytest
 
-# Until the live player lands, the embedded default is a probe of the built-in simulator.
 demo: env
-	$(BIN)/opticlink probe --seconds 5
+	$(BIN)/opticlink demo
 
 bench: env
 	$(BIN)/python bench/ingest.py

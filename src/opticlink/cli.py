@@ -97,6 +97,44 @@ async def _capture(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_service(config, seconds: float | None, banner: str) -> None:
+    from opticlink.api.server import running, wait_stopped
+
+    async with running(config) as (service, url):
+        print(banner.format(url=url), flush=True)
+        await wait_stopped(service, seconds)  # Ctrl-C or SIGTERM stop the server, and so us
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from opticlink.api.config import load_config
+
+    config = load_config(args.config)
+    if args.host is not None:
+        config.host = args.host
+    if args.port is not None:
+        config.port = args.port
+    await _run_service(config, args.seconds, f"OpticLink serving {len(config.cameras)} cameras at {{url}}")
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from opticlink.api.config import CameraConfig, ServiceConfig
+    from opticlink.sim.presets import DEMO_TITLES, demo_cameras
+    from opticlink.sim.server import SimulatorServer
+
+    print("preparing the simulated cameras (the first run encodes their video once)...", file=sys.stderr, flush=True)
+    sim = SimulatorServer(demo_cameras(), port=args.sim_port)
+    await sim.start()
+    try:
+        cameras = [CameraConfig(id=name, name=DEMO_TITLES[name], url=sim.url(name)) for name in sim.cameras]
+        config = ServiceConfig(cameras=cameras, host=args.host, port=args.port)
+        await _run_service(config, args.seconds, "OpticLink demo: open {url} (simulated cameras at "
+                           f"rtsp://{sim.host}:{sim.port}/cam1..cam4; Ctrl-C to stop)")
+    finally:
+        await sim.close()
+    return 0
+
+
 async def _sim(args: argparse.Namespace) -> int:
     from opticlink.sim.server import SimulatorServer
 
@@ -141,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the camera's own audio offset to correct, positive delays the sound (default 0)")
     _add_camera_auth(c)
 
+    v = verbs.add_parser("serve", help="serve live view of the cameras in a YAML config",
+                         description="Run a session per configured camera (reconnecting with backoff) and serve "
+                                     "the live player and API over HTTP and WebSocket.")
+    v.add_argument("config", type=Path, help="YAML file: cameras: [{id, name, url, username, password, ...}]")
+    v.add_argument("--host", help="address to listen on (default from the config, else 127.0.0.1)")
+    v.add_argument("--port", type=int, help="HTTP port (default from the config, else 8080)")
+    v.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+
+    d = verbs.add_parser("demo", help="simulated cameras and the live player, no config needed",
+                         description="Start four simulated cameras (clean; 300 ppm audio skew with 40 ms jitter; "
+                                     "AAC audio; no audio) and serve them at http://HOST:PORT.")
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    d.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    d.add_argument("--sim-port", type=int, default=8554, help="the simulator's RTSP port (default 8554)")
+    d.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+
     s = verbs.add_parser("sim", help="run simulated cameras on an RTSP server",
                          description="Serve simulated cameras at rtsp://HOST:PORT/cam1.. with H.264 video, "
                                      "audio, RTCP Sender Reports, an ONVIF backchannel and optional faults.")
@@ -158,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"probe": _probe, "sim": _sim, "capture": _capture}
+    handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:

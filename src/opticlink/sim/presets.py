@@ -37,6 +37,10 @@ def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | N
                       sink=BackchannelSink(backchannel_file))
 
 
+DEMO_TITLES = {"cam1": "Clean camera", "cam2": "300 ppm audio skew, 40 ms jitter", "cam3": "AAC audio",
+               "cam4": "No audio"}
+
+
 def demo_cameras() -> list[CameraSpec]:
     """The demo's four cameras: clean; 300 ppm audio skew with 40 ms jitter; AAC; no audio."""
     return [

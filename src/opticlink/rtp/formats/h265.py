@@ -44,6 +44,21 @@ def codec_string(sps: bytes) -> str:
     return f"hvc1.{profile_space}{profile}.{compat_reversed:X}.{tier}{ptl[11]}{suffix}"
 
 
+def hevc_decoder_configuration(vps: bytes, sps: bytes, pps: bytes) -> bytes:
+    """An hvcC record (ISO/IEC 14496-15) from one VPS, SPS and PPS.
+
+    Profile, tier, level and constraint flags come from the SPS; chroma format 4:2:0 and 8-bit
+    depth are assumed (what cameras send), which decoders re-read from the SPS anyway."""
+    raw = unescape_rbsp(sps)
+    ptl = raw[3:15] if len(raw) >= 15 else bytes([1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93])
+    out = bytearray([1, ptl[0]]) + ptl[1:5] + ptl[5:11] + bytes([ptl[11]])
+    out += bytes([0xF0, 0x00, 0xFC, 0xFD, 0xF8, 0xF8, 0x00, 0x00, 0x0F])  # no parallelism, 4:2:0, 8 bit, 4-byte lengths
+    out.append(3)
+    for nal_type, nal in ((NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)):
+        out += bytes([0x80 | nal_type]) + (1).to_bytes(2, "big") + len(nal).to_bytes(2, "big") + nal
+    return bytes(out)
+
+
 class H265Depacketizer:
     """Reassembles H.265 access units; a unit ends at the marker bit or a new timestamp.
 

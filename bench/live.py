@@ -1,0 +1,158 @@
+"""Live view in headless Chromium: our player against the baseline, with the page kept busy.
+
+For each camera case, a simulator camera and the service (one camera each, so nothing else loads
+the machine) run on loopback; the bench page plays it for `--seconds` with the main thread
+blocked 100 ms out of every 300 ms, first with our player, then with the baseline (main-thread
+audio through AudioBufferSourceNodes at 8 kHz, video by timers). Reported for each: audio
+underruns, |A/V offset at presentation| p50/p99, capture-to-presentation latency p50/p95.
+Then the server alone: per-frame hub latency (camera session to WebSocket write) with 16
+viewers. Prints JSON.
+
+    .venv/bin/python bench/live.py [--seconds 60] [--viewers 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import numpy as np
+
+READ_STATS = """() => {
+  const player = document.getElementById('player');
+  const s = player.stats || {};
+  const samples = player.takeSamples ? player.takeSamples() : {avOffsets: [], latencies: []};
+  return {underruns: s.underruns ?? null, shown: s.framesShown ?? 0, avOffsets: samples.avOffsets,
+          latencies: samples.latencies, bufferMs: s.bufferMs ?? null, blocked: window.blocked};
+}"""
+
+
+def summary(values: list[float], absolute: bool = False) -> dict[str, float] | None:
+    if not values:
+        return None
+    a = np.abs(values) if absolute else np.asarray(values)
+    return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2),
+            "p99": round(float(np.percentile(a, 99)), 2), "count": len(a)}
+
+
+async def play(url: str, seconds: float) -> dict[str, object]:
+    """Play one bench page; A/V offsets and latencies are collected over the whole run."""
+    from playwright.async_api import async_playwright
+
+    from opticlink.live.chromium import launch
+
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        page = await browser.new_page()
+        await page.goto(url)
+        offsets: list[float] = []
+        latencies: list[float] = []
+        started = time.monotonic()
+        stats: dict = {}
+        while time.monotonic() - started < seconds:
+            await asyncio.sleep(2.0)
+            stats = await page.evaluate(READ_STATS)
+            offsets += stats["avOffsets"]
+            latencies += stats["latencies"]
+        await browser.close()
+    return {"underruns": stats.get("underruns"), "frames_shown": stats.get("shown"),
+            "main_thread_blocks": stats.get("blocked"), "audio_buffer_ms": stats.get("bufferMs"),
+            "av_offset_at_presentation_ms": summary(offsets, absolute=True),
+            "capture_to_presentation_ms": summary(latencies)}
+
+
+async def camera_case(name: str, faults: str, seconds: float) -> dict[str, object]:
+    from opticlink.api.config import CameraConfig, ServiceConfig
+    from opticlink.api.server import running
+    from opticlink.sim.faults import Faults
+    from opticlink.sim.presets import camera
+    from opticlink.sim.server import SimulatorServer
+
+    async with SimulatorServer([camera("cam", faults=Faults.parse(faults))], port=0) as sim:
+        config = ServiceConfig(cameras=[CameraConfig(id="cam", url=sim.url("cam"))], port=0)
+        async with running(config) as (_, base):
+            await asyncio.sleep(3)  # the camera session settles
+            out: dict[str, object] = {"camera": name, "faults": faults}
+            for player in ("ours", "baseline"):
+                print(f"{name}: {player} player, {seconds:g} s, main thread blocked 100 ms / 300 ms",
+                      file=sys.stderr, flush=True)
+                out[player] = await play(f"{base}/static/bench/live.html?camera=cam&player={player}&block=1", seconds)
+    return out
+
+
+async def _viewers(url: str, count: int, seconds: float) -> None:
+    """Run in a child process: `count` WebSocket viewers reading everything for `seconds`."""
+    import websockets
+
+    received = [0] * count
+
+    async def viewer(i: int) -> None:
+        async with websockets.connect(url, max_size=None) as ws:
+            async for _ in ws:
+                received[i] += 1
+
+    tasks = [asyncio.create_task(viewer(i)) for i in range(count)]
+    await asyncio.sleep(seconds)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps(received))
+
+
+async def hub_case(viewers: int, seconds: float) -> dict[str, object]:
+    """The server alone in this process; the camera and the viewers are other processes."""
+    import os
+
+    import httpx
+
+    from opticlink.api.config import CameraConfig, ServiceConfig
+    from opticlink.api.server import running
+
+    print(f"hub: {viewers} WebSocket viewers for {seconds:g} s", file=sys.stderr, flush=True)
+    opticlink = os.path.join(os.path.dirname(sys.executable), "opticlink")
+    sim = await asyncio.create_subprocess_exec(opticlink, "sim", "--port", "0", "--bitrate", "1500000",
+                                               stdout=asyncio.subprocess.PIPE)
+    try:
+        url = (await sim.stdout.readline()).decode().strip()
+        config = ServiceConfig(cameras=[CameraConfig(id="cam", url=url)], port=0)
+        async with running(config) as (_, base):
+            await asyncio.sleep(2)
+            clients = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--viewers-child", str(viewers), "--seconds", str(seconds + 2),
+                base.replace("http", "ws") + "/api/cameras/cam/live", stdout=asyncio.subprocess.PIPE)
+            await asyncio.sleep(2)
+            async with httpx.AsyncClient() as client:
+                await client.delete(f"{base}/api/hub/latency")
+                await asyncio.sleep(seconds)
+                latency = (await client.get(f"{base}/api/hub/latency")).json()
+            received = json.loads((await clients.communicate())[0])
+    finally:
+        sim.terminate()
+        await sim.wait()
+    return {"viewers": viewers, "messages_per_viewer_min": min(received),
+            **{k: round(v, 3) if isinstance(v, float) else v for k, v in latency.items()}}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--viewers", type=int, default=16)
+    parser.add_argument("--viewers-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("url", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.viewers_child:
+        await _viewers(args.url, args.viewers_child, args.seconds)
+        return
+    report = {"benchmark": "live",
+              "targets": {"underruns_ours": 0, "av_offset_p99_ms": 20, "latency_p95_ms": 100, "hub_p99_ms": 2},
+              "cameras": [await camera_case("skewed-jittery", "audio_skew_ppm=300,jitter_ms=40", args.seconds),
+                          await camera_case("clean", "", args.seconds)],
+              "hub": await hub_case(args.viewers, min(args.seconds, 30.0))}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

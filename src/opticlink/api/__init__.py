@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket service: configuration, camera runtimes, routes."""

@@ -1,0 +1,65 @@
+"""Running the service under uvicorn on a socket we open ourselves (TCP_NODELAY, port 0 allowed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from opticlink.api.app import create_app
+from opticlink.api.config import ServiceConfig
+from opticlink.api.service import Service
+
+SEND_BUFFER = 256 * 1024  # bytes the kernel may hold for one viewer; beyond it the hub decides what to drop
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket with Nagle off and a bounded send buffer; accepted connections
+    inherit both on Linux. Without the bound the kernel would queue seconds of video for a
+    stalled viewer before the hub could notice and skip it to the next keyframe."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running(config: ServiceConfig) -> AsyncIterator[tuple[Service, str]]:
+    """Start the service and its web server; yields the service and its base URL.
+
+    The server handles SIGINT and SIGTERM by shutting down; `wait_stopped(service)` returns then."""
+    service = Service(config)
+    await service.start()
+    sock = listening_socket(config.host, config.port)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off",
+                                           ws="websockets-sansio", ws_ping_interval=20.0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    service.server_task = task
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield service, f"http://{config.host}:{port}"
+    finally:
+        await service.stop()  # viewers are released first, so their handlers end on their own
+        await asyncio.sleep(0.05)
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 5)
+        sock.close()
+
+
+async def wait_stopped(service: Service, seconds: float | None = None) -> None:
+    """Until the web server stops (a signal) or `seconds` pass."""
+    task = service.server_task
+    assert task is not None
+    await asyncio.wait({task}, timeout=seconds)

@@ -1,0 +1,78 @@
+"""The running service: a camera session and a hub per configured camera."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import asdict, dataclass, field
+
+from opticlink.api.config import CameraConfig, ServiceConfig
+from opticlink.camera.session import CameraSession
+from opticlink.hub import CameraHub
+from opticlink.rtsp.client import ClientConfig
+
+
+@dataclass(slots=True)
+class CameraRuntime:
+    config: CameraConfig
+    hub: CameraHub
+    session: CameraSession
+    task: asyncio.Task[None] | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def status(self) -> dict[str, object]:
+        session = self.session
+        sync = session.sync_stats()
+        out: dict[str, object] = {
+            "id": self.config.id, "name": self.config.title, "state": session.state,
+            "connects": session.connects, "error": str(session.last_error) if session.last_error else None,
+            "viewers": [{"name": v.name, "sent": v.sent, "dropped_video": v.dropped_video,
+                         "dropped_audio": v.dropped_audio} for v in self.hub.viewers],
+            "frames": self.hub.frames,
+            "tracks": [{"index": t.index, "kind": t.kind, "codec": t.format.encoding, "clock_rate": t.format.clock_rate,
+                        "backchannel": t.backchannel} for t in session.tracks],
+            "sync": asdict(sync) if sync is not None else None,
+        }
+        if session.ingest is not None:
+            out["reception"] = {index: {**asdict(state.receiver.stats.snapshot()), "lost": state.receiver.buffer.lost}
+                                for index, state in session.ingest.states.items()}
+        return out
+
+
+def _publisher(hub: CameraHub):  # type: ignore[no-untyped-def]
+    def publish(frame) -> None:  # type: ignore[no-untyped-def]
+        hub.publish(frame, asyncio.get_running_loop().time())
+
+    return publish
+
+
+class Service:
+    """Every configured camera's session and hub; `start()` sets the sessions going, each one
+    reconnecting by itself with backoff."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.cameras: dict[str, CameraRuntime] = {}
+        self.server_task: asyncio.Task[None] | None = None  # the web server serving this service
+        for camera in config.cameras:
+            hub = CameraHub(camera.id, camera.title, audio=camera.live_audio)
+            session = CameraSession(
+                ClientConfig(camera.url, username=camera.username, password=camera.password,
+                             transport=camera.transport),
+                name=camera.id, audio_offset_ms=camera.audio_offset_ms, on_frame=_publisher(hub))
+            self.cameras[camera.id] = CameraRuntime(camera, hub, session)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for runtime in self.cameras.values():
+            runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
+
+    async def stop(self) -> None:
+        for runtime in self.cameras.values():
+            await runtime.session.stop()
+            if runtime.task is not None:
+                runtime.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await runtime.task
+            for viewer in list(runtime.hub.viewers):
+                runtime.hub.detach(viewer)

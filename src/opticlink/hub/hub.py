@@ -1,0 +1,152 @@
+"""Fan-out of one camera's frames to its viewers, never slowed by any of them.
+
+Each frame is encoded once and offered to every viewer's bounded queue. A new viewer gets the
+codec configuration and the current group of pictures (from the latest keyframe), so its picture
+starts at once. A viewer whose oldest queued video is more than `max_delay` old, or whose queue
+holds more than `max_bytes`, loses its queued video and skips to the next keyframe; its audio is
+kept (it is small and its loss is heard), up to the newest `max_audio_delay` seconds. The camera
+session and the other viewers never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from opticlink.live.protocol import encode_config, encode_frame, track_description
+from opticlink.rtp.formats import CodecConfig
+from opticlink.sync.frame import MediaFrame
+
+
+@dataclass(slots=True)
+class Message:
+    data: bytes
+    video: bool
+    keyframe: bool
+    published: float  # loop time when the hub got the frame
+
+
+class Viewer:
+    """One viewer's queue; its sender task awaits `get()` and writes what it returns."""
+
+    def __init__(self, name: str = "viewer", *, max_delay: float = 1.0, max_bytes: int = 8 << 20,
+                 max_audio_delay: float = 2.0) -> None:
+        self.name = name
+        self.max_delay = max_delay
+        self.max_bytes = max_bytes
+        self.max_audio_delay = max_audio_delay
+        self._queue: deque[Message] = deque()
+        self._bytes = 0
+        self._ready = asyncio.Event()
+        self.waiting_keyframe = False
+        self.dropped_video = 0
+        self.dropped_audio = 0
+        self.sent = 0
+        self.closed = False
+
+    def offer(self, message: Message, now: float) -> None:
+        if self.closed:
+            return
+        if message.video:
+            if self.waiting_keyframe and not message.keyframe:
+                self.dropped_video += 1
+                return
+            if message.keyframe:
+                self.waiting_keyframe = False
+        oldest_video = next((m for m in self._queue if m.video), None)
+        if oldest_video is not None and (now - oldest_video.published > self.max_delay
+                                         or self._bytes + len(message.data) > self.max_bytes):
+            self._drop_video()
+            if message.video and not message.keyframe:
+                self.dropped_video += 1
+                return
+        queue = self._queue
+        while queue and not queue[0].video and now - queue[0].published > self.max_audio_delay:
+            self._bytes -= len(queue.popleft().data)
+            self.dropped_audio += 1
+        queue.append(message)
+        self._bytes += len(message.data)
+        self._ready.set()
+
+    def _drop_video(self) -> None:
+        kept = deque(m for m in self._queue if not m.video)
+        self.dropped_video += len(self._queue) - len(kept)
+        self._queue = kept
+        self._bytes = sum(len(m.data) for m in kept)
+        self.waiting_keyframe = True
+
+    async def get(self) -> list[Message]:
+        """Everything queued, waiting until there is something (empty once the viewer is closed)."""
+        while not self._queue and not self.closed:
+            self._ready.clear()
+            await self._ready.wait()
+        out = list(self._queue)
+        self._queue.clear()
+        self._bytes = 0
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+
+class CameraHub:
+    """The fan-out point of one camera."""
+
+    def __init__(self, camera: str, name: str = "", *, audio: bool = True) -> None:
+        self.camera = camera
+        self.name = name or camera
+        self.audio = audio
+        self.viewers: set[Viewer] = set()
+        self.frames = 0
+        self._configs: dict[int, tuple[str, CodecConfig]] = {}
+        self._config_message: bytes | None = None
+        self._gop: list[Message] = []
+        self._video_track: int | None = None
+        self.latencies: deque[float] = deque(maxlen=200_000)  # seconds from publish to socket write
+
+    @property
+    def config_message(self) -> bytes | None:
+        return self._config_message
+
+    def publish(self, frame: MediaFrame, now: float) -> None:
+        """Offer a frame to every viewer (called by the camera session, never blocks)."""
+        if frame.kind == "audio" and not self.audio:
+            return
+        self.frames += 1
+        known = self._configs.get(frame.track)
+        if known is None or known[1] is not frame.config:
+            self._configs[frame.track] = (frame.kind, frame.config)
+            self._config_message = encode_config(self.camera, self.name, [
+                track_description(track, kind, config) for track, (kind, config) in sorted(self._configs.items())])
+            config = Message(self._config_message, False, False, now)
+            for viewer in self.viewers:
+                viewer.offer(config, now)
+        video = frame.kind == "video"
+        message = Message(encode_frame(frame), video, frame.keyframe, now)
+        if video:
+            if self._video_track is None:
+                self._video_track = frame.track
+            if frame.keyframe:
+                self._gop = [message]
+            elif self._gop:
+                self._gop.append(message)
+        for viewer in self.viewers:
+            viewer.offer(message, now)
+
+    def attach(self, viewer: Viewer, now: float) -> None:
+        """Start a viewer at the latest keyframe."""
+        if self._config_message is not None:
+            viewer.offer(Message(self._config_message, False, False, now), now)
+        for message in self._gop:
+            viewer.offer(Message(message.data, True, message.keyframe, now), now)
+        self.viewers.add(viewer)
+
+    def detach(self, viewer: Viewer) -> None:
+        viewer.close()
+        self.viewers.discard(viewer)
+
+    def record_latency(self, messages: list[Message], now: float) -> None:
+        for message in messages:
+            self.latencies.append(now - message.published)

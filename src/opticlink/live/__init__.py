@@ -1,0 +1,1 @@
+"""Live view: the binary WebSocket protocol and the viewer endpoint."""

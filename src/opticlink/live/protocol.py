@@ -1,0 +1,63 @@
+"""The live WebSocket protocol: compact binary messages, little-endian.
+
+- config (type 1): `0x01` then UTF-8 JSON `{"camera", "name", "tracks": [...]}`, one entry per
+  track with what a WebCodecs decoder needs: `codec` ("avc1.42c01e", "hvc1...", "pcmu", "pcma",
+  "mp4a.40.2", "l16"), `description` (base64 avcC, hvcC or AudioSpecificConfig), sample rate and
+  channels. Sent first, and again whenever a camera's configuration changes.
+- frame (type 2): a 24-byte header — type, track, flags (1 keyframe, 2 discontinuity,
+  4 re-anchored), three zero bytes, then float64 presentation time (µs on the camera session's
+  timeline) and float64 camera capture time (µs since the Unix epoch, 0 when unknown) — then
+  the payload: video as 4-byte length-prefixed NAL units (the layout the description implies),
+  audio as the codec's frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+from opticlink.rtp.formats import AudioConfig, CodecConfig, VideoConfig, h264, h265
+from opticlink.sync.frame import MediaFrame
+
+CONFIG, FRAME = 1, 2
+KEYFRAME, DISCONTINUITY, REANCHORED = 1, 2, 4
+FRAME_HEADER = struct.Struct("<BBBxxxxxdd")
+
+
+def encode_frame(frame: MediaFrame) -> bytes:
+    flags = (KEYFRAME if frame.keyframe else 0) | (DISCONTINUITY if frame.discontinuity else 0) | (
+        REANCHORED if frame.reanchored else 0)
+    wall = frame.wall_clock * 1e6 if frame.wall_clock is not None else 0.0
+    return FRAME_HEADER.pack(FRAME, frame.track, flags, float(frame.pts_us), wall) + frame.data
+
+
+def decode_frame_header(message: bytes) -> tuple[int, int, float, float]:
+    """(track, flags, pts µs, wall µs) of a frame message."""
+    kind, track, flags, pts, wall = FRAME_HEADER.unpack_from(message)
+    if kind != FRAME:
+        raise ValueError(f"not a frame message (type {kind})")
+    return track, flags, pts, wall
+
+
+def track_description(track: int, kind: str, config: CodecConfig) -> dict[str, object]:
+    """What the player needs to configure its decoder for one track."""
+    if isinstance(config, VideoConfig):
+        if config.codec == "h264":
+            sps, pps = config.parameter_sets
+            codec = h264.codec_string(sps)
+            description = h264.avc_decoder_configuration(sps, pps) if sps and pps else b""
+        else:
+            vps, sps, pps = config.parameter_sets
+            codec = h265.codec_string(sps)
+            description = h265.hevc_decoder_configuration(vps, sps, pps) if config.complete else b""
+        return {"track": track, "kind": kind, "codec": codec, "description": base64.b64encode(description).decode()}
+    assert isinstance(config, AudioConfig)
+    codec = {"aac": "mp4a.40.2"}.get(config.codec, config.codec)
+    return {"track": track, "kind": kind, "codec": codec, "sampleRate": config.sample_rate,
+            "channels": config.channels, "description": base64.b64encode(config.extra).decode()}
+
+
+def encode_config(camera: str, name: str, tracks: list[dict[str, object]]) -> bytes:
+    body = json.dumps({"camera": camera, "name": name, "tracks": tracks}, separators=(",", ":"))
+    return bytes([CONFIG]) + body.encode()

@@ -1,0 +1,480 @@
+// The player's Worker: network, decoding, audio feeding, and video presentation on the audio clock.
+//
+// It owns the WebSocket, a WebCodecs VideoDecoder drawing to an OffscreenCanvas, and (for AAC) an
+// AudioDecoder. Audio goes into the ring the AudioWorklet plays from; the worklet's playhead,
+// less the context's output latency, is the master clock. A video frame is shown when the clock
+// reaches its time; a frame more than one frame period late is dropped; when video falls more
+// than 200 ms behind, the decode backlog is flushed and decoding resumes at the next keyframe.
+// The audio buffer's target follows the measured jitter: one packet's duration (a 128 ms packet
+// leaves 128 ms between arrivals) plus the 99th percentile of how late audio frames arrive
+// compared with the earliest any arrived, over about ten seconds, plus 10 ms, and 40 ms at least.
+// It is held by rate trims of at most 0.5 %, with a hard re-sync only when 150 ms over it.
+import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
+import { CONTROL, FORMATS, SampleRing } from "./ring.js";
+
+const TARGET_FLOOR_MS = 40;
+const MAX_TRIM = 0.005;
+const WATCHDOG_MS = 200;
+const HARD_RESYNC_MS = 150;
+const NO_AUDIO_MARGIN_MS = 40;
+const LATENESS_WINDOW = 512; // audio frames (about 10 s of 20 ms packets)
+const STARTUP_CUSHION_MS = 60; // buffered above the target before audio first starts, until lateness is known
+const LATENESS_KNOWN = 50; // frames of lateness measured before the target follows them
+
+const state = {
+  url: null, socket: null, canvas: null, ctx2d: null, ring: null, port: null, portControl: null,
+  outputLatency: 0, contextRate: 48000, retry: 0, closed: false,
+  config: null, video: null, audio: null,
+  frames: [], wallOf: new Map(), waitingKey: true, period: 40000, noAudioLag: null,
+  stats: null,
+  hardware: "no-preference",
+};
+
+function newStats() {
+  return {
+    framesReceived: 0, framesDecoded: 0, framesShown: 0, framesDropped: 0, lateDropped: 0, flushes: 0,
+    audioFrames: 0, underruns: 0, bufferMs: 0, targetBufferMs: TARGET_FLOOR_MS, trimPercent: 0, jitterMs: 0,
+    avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
+    clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
+    videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, underrunTimes: [], presentation: "canvas",
+  };
+}
+state.stats = newStats();
+const avOffsets = [];
+const latencies = [];
+const fresh = { avOffsets: [], latencies: [] }; // since the last report, for the element's samples
+
+self.onmessage = (event) => {
+  const message = event.data;
+  if (message.type === "init") {
+    state.url = message.url;
+    state.canvas = message.canvas;
+    state.ctx2d = state.canvas.getContext("2d", { alpha: false, desynchronized: true });
+    state.contextRate = message.contextRate;
+    state.outputLatency = message.outputLatency || 0;
+    if (message.ring) state.ring = SampleRing.from(message.ring.data, message.ring.control);
+    if (message.port) {
+      state.port = message.port;
+      state.portControl = new Int32Array(CONTROL.SIZE);
+      state.port.onmessage = (e) => { if (e.data.type === "state") state.portControl.set(e.data.control); };
+    }
+    connect();
+    schedule();
+    setInterval(report, 500);
+    setInterval(controlLatency, 100);
+  } else if (message.type === "latency") {
+    state.outputLatency = message.outputLatency || 0;
+  } else if (message.type === "close") {
+    state.closed = true;
+    if (state.socket) state.socket.close();
+  }
+};
+
+// Audio sink: the shared ring, or the MessagePort fallback ------------------------------------
+
+function ctl(field) {
+  if (state.ring) return state.ring.get(field);
+  return state.portControl ? state.portControl[field] : 0;
+}
+
+function setCtl(field, value) {
+  if (state.ring) state.ring.set(field, value);
+  else if (state.port) state.port.postMessage({ type: "control", field, value: value | 0 });
+}
+
+function writeSamples(samples) {
+  if (state.ring) return state.ring.write(samples);
+  const copy = samples.slice();
+  state.port.postMessage({ type: "samples", samples: copy }, [copy.buffer]);
+  return samples.length;
+}
+
+function writeSilence(count, value) {
+  if (state.ring) return state.ring.writeSilence(count, value);
+  state.port.postMessage({ type: "silence", count, value });
+  return count;
+}
+
+function buffered() {
+  return ((ctl(CONTROL.WRITE) - ctl(CONTROL.READ)) | 0);
+}
+
+// Network --------------------------------------------------------------------------------------
+
+function connect() {
+  if (state.closed) return;
+  const socket = new WebSocket(state.url);
+  socket.binaryType = "arraybuffer";
+  state.socket = socket;
+  socket.onopen = () => { state.stats.connected = true; state.retry = 0; };
+  socket.onmessage = (event) => onMessage(new Uint8Array(event.data));
+  socket.onclose = () => {
+    state.stats.connected = false;
+    if (state.closed) return;
+    state.retry = Math.min(5000, state.retry * 2 || 250);
+    setTimeout(connect, state.retry);
+  };
+}
+
+function onMessage(bytes) {
+  state.stats.bytes += bytes.length;
+  if (bytes[0] === 1) return configure(parseConfig(bytes));
+  if (bytes[0] !== 2 || !state.config) return;
+  const frame = parseFrame(bytes);
+  const track = state.config.byTrack.get(frame.track);
+  if (!track) return;
+  if (track.kind === "video") onVideo(frame);
+  else onAudio(frame, track);
+}
+
+// Configuration ------------------------------------------------------------------------------------
+
+async function configure(config) {
+  const byTrack = new Map(config.tracks.map((t) => [t.track, t]));
+  const previous = state.config;
+  state.config = { ...config, byTrack };
+  const video = config.tracks.find((t) => t.kind === "video");
+  const audio = config.tracks.find((t) => t.kind === "audio");
+  if (video && (!previous || videoKey(previous) !== videoKey(state.config))) await setupVideo(video);
+  if (audio && (!state.audio || state.audio.codec !== audio.codec || state.audio.rate !== audio.sampleRate)) {
+    setupAudio(audio);
+  }
+  if (!audio) state.audio = null;
+}
+
+function videoKey(config) {
+  const v = config.tracks.find((t) => t.kind === "video");
+  return v ? `${v.codec}|${v.description}` : "";
+}
+
+async function setupVideo(track) {
+  state.stats.videoCodec = track.codec;
+  if (state.video?.decoder && state.video.decoder.state !== "closed") state.video.decoder.close();
+  const config = { codec: track.codec, optimizeForLatency: true, hardwareAcceleration: state.hardware };
+  if (track.description) config.description = base64Bytes(track.description);
+  let support;
+  try {
+    support = await VideoDecoder.isConfigSupported(config);
+  } catch {
+    support = { supported: false };
+  }
+  if (!support.supported) {
+    const name = track.codec.startsWith("hvc1") || track.codec.startsWith("hev1") ? "H.265 (HEVC)" : track.codec;
+    state.stats.message = `This browser cannot decode ${name} video; audio still plays.`;
+    state.video = null;
+    return;
+  }
+  const decoder = new VideoDecoder({
+    output: (frame) => {
+      state.stats.framesDecoded++;
+      state.frames.push(frame);
+    },
+    error: (error) => {
+      state.stats.message = `video decoder: ${error.message}`;
+      state.waitingKey = true;
+      setTimeout(() => setupVideo(track), 0);
+    },
+  });
+  decoder.configure(config);
+  state.video = { decoder, config };
+  state.waitingKey = true;
+}
+
+function setupAudio(track) {
+  state.stats.audioCodec = track.codec;
+  const audio = { codec: track.codec, rate: track.sampleRate, channels: track.channels || 1, nextPts: null,
+                  anchors: [], written: ctl(CONTROL.WRITE), earliest: null, earliestAt: 0, packetMs: 20,
+                  lateness: new Float64Array(LATENESS_WINDOW), latenessCount: 0, decoder: null, silence: 0 };
+  let format = FORMATS.float;
+  if (track.codec === "pcmu") { format = FORMATS.pcmu; audio.silence = 0xff; }
+  else if (track.codec === "pcma") { format = FORMATS.pcma; audio.silence = 0xd5; }
+  else if (track.codec.startsWith("mp4a")) {
+    audio.decoder = new AudioDecoder({
+      output: (data) => {
+        const samples = new Float32Array(data.numberOfFrames);
+        data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
+        const pts = data.timestamp;
+        data.close();
+        pushAudio(samples, pts);
+      },
+      error: (error) => { state.stats.message = `audio decoder: ${error.message}`; },
+    });
+    audio.decoder.configure({ codec: track.codec, sampleRate: track.sampleRate, numberOfChannels: audio.channels,
+                              description: base64Bytes(track.description) });
+  }
+  state.audio = audio;
+  setCtl(CONTROL.FORMAT, format);
+  setCtl(CONTROL.RATE, track.sampleRate);
+  setCtl(CONTROL.START_AT, Math.round(((TARGET_FLOOR_MS + STARTUP_CUSHION_MS) / 1000) * track.sampleRate));
+  setCtl(CONTROL.TRIM_PPM, 0);
+  setCtl(CONTROL.GENERATION, ctl(CONTROL.GENERATION) + 1);
+  audio.written = ctl(CONTROL.WRITE);
+}
+
+// Audio --------------------------------------------------------------------------------------------
+
+function onAudio(frame, track) {
+  const audio = state.audio;
+  if (!audio) return;
+  state.stats.audioFrames++;
+  const now = performance.now() * 1000;
+  // lateness: how much later than the earliest arrival (for its time) this frame came; the
+  // earliest is remembered with a slow upward drift (1 ms per second) to follow a changing path
+  const delay = now - frame.pts;
+  if (audio.earliest === null) audio.earliest = delay;
+  else audio.earliest = Math.min(delay, audio.earliest + (now - audio.earliestAt) / 1000);
+  audio.earliestAt = now;
+  audio.lateness[audio.latenessCount++ % LATENESS_WINDOW] = (delay - audio.earliest) / 1000;
+  if (frame.wall > 0) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
+  if (audio.decoder) {
+    audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));
+  } else if (track.codec === "l16") {
+    const view = new DataView(frame.payload.buffer, frame.payload.byteOffset, frame.payload.byteLength);
+    const channels = audio.channels;
+    const samples = new Float32Array(Math.floor(frame.payload.byteLength / 2 / channels));
+    for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(i * 2 * channels) / 32768;
+    pushAudio(samples, frame.pts);
+  } else {
+    pushAudio(Float32Array.from(frame.payload), frame.pts); // G.711 codes; the worklet decodes them
+  }
+}
+
+/** Append a frame's samples where its presentation time says, keeping lost audio as silence. */
+function pushAudio(samples, pts) {
+  const audio = state.audio;
+  const rate = audio.rate;
+  if (audio.nextPts !== null) {
+    const gap = Math.round(((pts - audio.nextPts) / 1e6) * rate);
+    if (gap > rate * 0.0025 && gap < rate * 2) {
+      const n = writeSilence(gap, audio.silence);
+      audio.written += n;
+    } else if (gap < -rate * 0.0025) {
+      if (-gap >= samples.length || gap < -rate * 2) {
+        if (gap < -rate * 2) audio.nextPts = null; // the timeline restarted
+        else return;
+      } else {
+        samples = samples.subarray(-gap);
+        pts -= (gap / rate) * 1e6;
+      }
+    }
+  }
+  if (audio.latenessCount <= 1) {  // the first packet tells its duration: start with room for it
+    audio.packetMs = (samples.length / rate) * 1000;
+    setCtl(CONTROL.START_AT, Math.round((startLevel(audio, targetOf(audio)) / 1000) * rate));
+  }
+  audio.packetMs = (samples.length / rate) * 1000;
+  audio.anchors.push([audio.written, pts]);
+  if (audio.anchors.length > 512) audio.anchors.splice(0, 256);
+  audio.written += writeSamples(samples);
+  audio.nextPts = pts + (samples.length / rate) * 1e6;
+}
+
+/** The presentation time of the sound leaving the speaker now, or null before audio plays. */
+function audioClock() {
+  const audio = state.audio;
+  if (!audio || ctl(CONTROL.STATE) !== 1 || audio.anchors.length === 0) return null;
+  const playhead = ctl(CONTROL.PLAYHEAD);
+  const anchors = audio.anchors;
+  let lo = 0, hi = anchors.length - 1;
+  if (((playhead - anchors[0][0]) | 0) < 0) return null;
+  while (lo < hi) { // last anchor at or before the playhead
+    const mid = (lo + hi + 1) >> 1;
+    if (((anchors[mid][0] - playhead) | 0) <= 0) lo = mid; else hi = mid - 1;
+  }
+  const [index, pts] = anchors[lo];
+  return pts + ((((playhead - index) | 0) / audio.rate) * 1e6) - state.outputLatency * 1e6;
+}
+
+function lateness99(audio) {
+  const n = Math.min(audio.latenessCount, LATENESS_WINDOW);
+  return n ? Array.from(audio.lateness.subarray(0, n)).sort((a, b) => a - b)[Math.floor(0.99 * (n - 1))] : 0;
+}
+
+function targetOf(audio) {
+  return Math.max(TARGET_FLOOR_MS, audio.packetMs + lateness99(audio) + 10);
+}
+
+/** Buffer to fill before playing: the target, with a cushion while the page is still starting. */
+function startLevel(audio, target) {
+  return audio.latenessCount < LATENESS_KNOWN ? target + STARTUP_CUSHION_MS : target;
+}
+
+function controlLatency() {
+  const audio = state.audio;
+  if (!audio) return;
+  const bufferMs = (buffered() / audio.rate) * 1000;
+  const jitterMs = lateness99(audio);
+  const target = targetOf(audio);
+  setCtl(CONTROL.START_AT, Math.round((startLevel(audio, target) / 1000) * audio.rate));
+  let trim = 0;
+  if (ctl(CONTROL.STATE) === 1) {
+    if (bufferMs > target + HARD_RESYNC_MS) {
+      setCtl(CONTROL.SKIP, Math.round(((bufferMs - target) / 1000) * audio.rate));
+    } else {
+      trim = Math.max(-MAX_TRIM, Math.min(MAX_TRIM, (MAX_TRIM * (bufferMs - target)) / target));
+    }
+  }
+  setCtl(CONTROL.TRIM_PPM, Math.round(trim * 1e6));
+  Object.assign(state.stats, { bufferMs: +bufferMs.toFixed(1), targetBufferMs: +target.toFixed(1),
+                               jitterMs: +jitterMs.toFixed(2), trimPercent: +(trim * 100).toFixed(3),
+                               underruns: ctl(CONTROL.UNDERRUNS) });
+}
+
+// Video --------------------------------------------------------------------------------------------
+
+function onVideo(frame) {
+  state.stats.framesReceived++;
+  if (!state.video) return;
+  const key = (frame.flags & FLAGS.keyframe) !== 0;
+  if (state.waitingKey && !key) return;
+  state.waitingKey = false;
+  if (frame.wall > 0) {
+    state.wallOf.set(Math.round(frame.pts), frame.wall);
+    state.stats.videoArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
+  }
+  if (state.wallOf.size > 300) state.wallOf.delete(state.wallOf.keys().next().value);
+  if (state.noAudioLag === null || performance.now() * 1000 - frame.pts < state.noAudioLag) {
+    state.noAudioLag = performance.now() * 1000 - frame.pts;
+  }
+  try {
+    state.video.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp: Math.round(frame.pts),
+                                                       data: frame.payload }));
+  } catch (error) {
+    state.stats.message = `video: ${error.message}`;
+    state.waitingKey = true;
+  }
+}
+
+function videoClock() {
+  const clock = audioClock();
+  if (clock !== null) { state.stats.clock = "audio"; return clock; }
+  if (state.audio) { state.stats.clock = "waiting for audio"; return null; }
+  if (state.noAudioLag === null) return null;
+  state.stats.clock = "wall";
+  return performance.now() * 1000 - state.noAudioLag - NO_AUDIO_MARGIN_MS * 1000;
+}
+
+let lastTick = 0;
+let refresh = 16667; // µs between presentation ticks, measured
+
+function present() {
+  const now = performance.now() * 1000;
+  if (lastTick) refresh += (Math.min(100000, now - lastTick) - refresh) / 32;
+  lastTick = now;
+  const frames = state.frames;
+  if (frames.length === 0) return;
+  const clock = videoClock();
+  if (clock === null) return;
+  const due = clock + refresh / 2; // show what is due by the middle of this refresh interval
+  frames.sort((a, b) => a.timestamp - b.timestamp);
+  if (frames.length > 1) state.period = Math.max(10000, Math.min(100000, frames[1].timestamp - frames[0].timestamp));
+  const newest = frames[frames.length - 1];
+  if (newest.timestamp < clock - WATCHDOG_MS * 1000 && state.video && state.video.decoder.decodeQueueSize > 2) {
+    // decoding has fallen far behind the clock: drop the backlog and start again at the next keyframe
+    for (const f of frames) f.close();
+    state.stats.framesDropped += frames.length;
+    frames.length = 0;
+    state.stats.flushes++;
+    state.video.decoder.reset();
+    state.video.decoder.configure(state.video.config);
+    state.waitingKey = true;
+    return;
+  }
+  let show = null;
+  while (frames.length && frames[0].timestamp <= due) {
+    const frame = frames.shift();
+    if (show) {
+      show.close();
+      state.stats.framesDropped++;
+    }
+    show = frame;
+  }
+  if (!show) return;
+  if (show.timestamp < clock - state.period) { // later than one frame period: not worth showing
+    show.close();
+    state.stats.lateDropped++;
+    state.stats.framesDropped++;
+    return;
+  }
+  draw(show);
+  state.stats.framesShown++;
+  const offset = (show.timestamp - clock) / 1000;
+  record(avOffsets, offset);
+  fresh.avOffsets.push(offset);
+  state.stats.avOffsetMs = +offset.toFixed(2);
+  const wall = state.wallOf.get(Math.round(show.timestamp));
+  if (wall) {
+    const latency = performance.timeOrigin + performance.now() - wall / 1000;
+    record(latencies, latency);
+    fresh.latencies.push(latency);
+    state.stats.latencyMs = +latency.toFixed(1);
+  }
+}
+
+// Drawing a VideoFrame may need a graphics context that a Worker can only get through the page's
+// main thread (Chromium without a GPU does this on every frame): a busy page would then stall this
+// thread, and with it the sound. A draw that takes over 30 ms twice switches to converting the
+// frame to RGBA here (libyuv, no GPU, no main thread) and putting the pixels.
+const software = { on: false, slow: 0, rgba: null, image: null };
+
+function draw(frame) {
+  const canvas = state.canvas;
+  const width = frame.displayWidth, height = frame.displayHeight;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  if (software.on) {
+    if (!software.image || software.image.width !== width || software.image.height !== height) {
+      software.rgba = new Uint8ClampedArray(width * height * 4);
+      software.image = new ImageData(software.rgba, width, height);
+    }
+    frame.copyTo(software.rgba, { format: "RGBA" }).then(() => {
+      frame.close();
+      state.ctx2d.putImageData(software.image, 0, 0);
+    }, () => frame.close());
+    return;
+  }
+  const started = performance.now();
+  state.ctx2d.drawImage(frame, 0, 0, width, height);
+  frame.close();
+  if (performance.now() - started > 30 && ++software.slow >= 2) {
+    software.on = true;
+    state.stats.presentation = "software";
+  }
+}
+
+function record(list, value) {
+  list.push(value);
+  if (list.length > 3000) list.splice(0, 1000);
+}
+
+function percentile(list, p, abs = false) {
+  if (list.length === 0) return null;
+  const sorted = (abs ? list.map(Math.abs) : list.slice()).sort((a, b) => a - b);
+  return +sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))].toFixed(2);
+}
+
+function schedule() {
+  const tick = () => {
+    try { present(); } catch (error) { state.stats.message = `present: ${error.message}`; }
+    if (self.requestAnimationFrame) self.requestAnimationFrame(tick); else setTimeout(tick, 8);
+  };
+  tick();
+}
+
+function report() {
+  state.stats.avOffsetP99Ms = percentile(avOffsets, 99, true);
+  state.stats.latencyP50Ms = percentile(latencies, 50);
+  state.stats.latencyP95Ms = percentile(latencies, 95);
+  const underruns = ctl(CONTROL.UNDERRUNS);
+  if (underruns > state.stats.underruns) {  // when (seconds of audio played) the latest underruns happened
+    state.stats.underrunTimes.push(+((ctl(CONTROL.UNDERRUN_AT) * 128) / state.contextRate).toFixed(2));
+    state.stats.underrunTimes = state.stats.underrunTimes.slice(-10);
+  }
+  state.stats.underruns = underruns;
+  state.stats.outputLatencyMs = +(state.outputLatency * 1000).toFixed(1);
+  self.postMessage({ type: "stats", stats: { ...state.stats }, samples: fresh });
+  fresh.avOffsets = [];
+  fresh.latencies = [];
+}

@@ -1,0 +1,172 @@
+"""The live player in headless Chromium (Playwright driving /usr/bin/chromium) against the service."""
+
+import asyncio
+import contextlib
+import io
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+import websockets
+from playwright.async_api import async_playwright
+
+from opticlink.live.chromium import launch
+from tests.peers.conftest import gstreamer_server
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
+STATS = "cam => document.querySelector(`opticlink-player[camera='${cam}']`)?.stats ?? null"
+OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
+
+
+@contextlib.asynccontextmanager
+async def process(*args: str, lines: int = 1):
+    """Run an `opticlink` verb as its own process (as a user would); yields the first `lines` lines
+    it prints, which carry its addresses."""
+    proc = await asyncio.create_subprocess_exec(OPTICLINK, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        printed = [(await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip() for _ in range(lines)]
+        yield proc, printed
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+
+def address(line: str) -> str:
+    return re.search(r"(https?|rtsp)://\S+", line).group(0)
+
+
+@contextlib.asynccontextmanager
+async def camera_and_service(tmp_path, *sim_args: str):
+    """`opticlink sim` with one camera and `opticlink serve` for it, each in its own process."""
+    async with process("sim", "--port", "0", "--size", "320x180", *sim_args) as (sim, printed):
+        url = address(printed[0])
+        config = tmp_path / "cameras.yaml"
+        config.write_text(f"cameras:\n  - id: cam1\n    name: Door\n    url: {url}\n")
+        async with process("serve", str(config), "--port", "0") as (_, served):
+            yield sim, url, address(served[0])
+
+
+@contextlib.asynccontextmanager
+async def browser_page():
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        page = await browser.new_page(viewport={"width": 1280, "height": 760})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        yield page, errors
+        await browser.close()
+
+
+def pixels(png: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(png)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="gray").astype(int)
+
+
+async def stats_of(page, camera: str) -> dict:
+    return await page.evaluate(STATS, camera)
+
+
+async def test_demo_page_plays_every_camera_with_the_right_clock():
+    names = ("cam1", "cam2", "cam3", "cam4")
+    async with process("demo", "--port", "0", "--sim-port", "0") as (_, printed), browser_page() as (page, errors):
+        await page.goto(address(printed[0]))
+        await page.wait_for_function("document.querySelectorAll('opticlink-player').length === 4")
+        await asyncio.sleep(8)
+        players = {name: page.locator(f"opticlink-player[camera='{name}']") for name in names}
+        first = {name: pixels(await p.screenshot()) for name, p in players.items()}
+        await asyncio.sleep(1.0)
+        second = {name: pixels(await p.screenshot()) for name, p in players.items()}
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "demo.png"))
+        stats = {name: await stats_of(page, name) for name in players}
+    assert errors == []
+    for name in names:
+        changed = np.mean(np.abs(first[name] - second[name]) > 8)
+        assert changed > 0.02, f"{name}: the picture did not move ({changed:.3f} of pixels changed)"
+        assert first[name].std() > 10, f"{name}: the picture is blank"
+        assert stats[name]["framesShown"] > 60, (name, stats[name])  # four software-composited canvases
+    assert [stats[n]["clock"] for n in ("cam1", "cam2", "cam3")] == ["audio"] * 3
+    assert stats["cam4"]["clock"] == "wall" and stats["cam4"]["audioCodec"] is None
+    assert stats["cam3"]["audioCodec"] == "mp4a.40.2" and stats["cam3"]["audioFrames"] > 50
+
+
+async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
+    async with camera_and_service(tmp_path) as (_, _, base), browser_page() as (page, errors):
+        await page.goto(f"{base}/static/bench/live.html?camera=cam1")
+        await asyncio.sleep(12)
+        stats = await page.evaluate("document.getElementById('player').stats")
+    assert errors == []
+    assert stats["audioFrames"] > 400 and stats["underruns"] == 0, {
+        k: stats[k] for k in ("underruns", "underrunTimes", "bufferMs", "targetBufferMs", "jitterMs")}
+    assert stats["targetBufferMs"] >= 40
+    assert stats["bufferMs"] <= stats["targetBufferMs"] + 60  # held near its target by rate trims
+    assert abs(stats["trimPercent"]) <= 0.5
+
+
+async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):
+    async with camera_and_service(tmp_path) as (sim, url, base), browser_page() as (page, _):
+        await page.goto(f"{base}/static/bench/live.html?camera=cam1")
+        await asyncio.sleep(5)
+        before = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
+        sim.kill()  # the camera vanishes
+        await sim.wait()
+        await asyncio.sleep(3)
+        during = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        async with process("sim", "--port", port, "--size", "320x180"):  # and returns at the same address
+            for _ in range(40):
+                await asyncio.sleep(0.5)
+                after = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
+                if after > during + 50:
+                    break
+            async with httpx.AsyncClient() as client:
+                status = (await client.get(f"{base}/api/cameras/cam1")).json()
+    assert before > 50
+    assert after > during + 50, (before, during, after)
+    assert status["connects"] >= 2 and status["state"] == "playing"
+
+
+async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
+    async with camera_and_service(tmp_path, "--bitrate", "3000000") as (_, _, base), browser_page() as (page, _):
+        # a viewer that never reads: the library stops reading once it holds one message, and a small
+        # receive buffer (set before connecting) lets the stall reach the server at once
+        host, port = base.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        slow = await websockets.connect(f"ws://{host}:{port}/api/cameras/cam1/live", sock=sock, max_queue=1,
+                                        max_size=None)
+        await page.goto(f"{base}/static/bench/live.html?camera=cam1")
+        await asyncio.sleep(4)
+        shown_then = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
+        await asyncio.sleep(8)
+        fast = await page.evaluate("document.getElementById('player').stats")
+        async with httpx.AsyncClient() as client:
+            viewers = (await client.get(f"{base}/api/cameras/cam1")).json()["viewers"]
+        await slow.close()
+    assert fast["framesShown"] - shown_then > 150, fast  # 8 s at 25 fps, minus nothing much
+    assert fast["underruns"] == 0, fast
+    stalled = max(viewers, key=lambda v: v["dropped_video"])
+    assert stalled["dropped_video"] > 50, viewers  # the slow one lost video, nobody waited for it
+
+
+@pytest.mark.peer
+async def test_hevc_camera_gets_a_clear_message_where_the_browser_cannot_decode_it(tmp_path):
+    with gstreamer_server(tmp_path, video="h265", audio="pcmu") as (url, _):
+        config = tmp_path / "cameras.yaml"
+        config.write_text(f"cameras:\n  - id: hevc\n    url: {url}\n")
+        async with process("serve", str(config), "--port", "0") as (_, served), browser_page() as (page, _):
+            await page.goto(f"{address(served[0])}/static/bench/live.html?camera=hevc")
+            await asyncio.sleep(6)
+            stats = await page.evaluate("document.getElementById('player').stats")
+    assert stats["videoCodec"].startswith("hvc1")
+    assert stats["message"] == "This browser cannot decode H.265 (HEVC) video; audio still plays."
+    assert stats["audioFrames"] > 30 and stats["underruns"] == 0  # GStreamer sends 128 ms packets
