@@ -122,6 +122,7 @@ def end_to_end(capture_seconds: float = 60.0) -> dict[str, object]:
             url = server.url("drift")
             ours = await asyncio.create_subprocess_exec(opticlink, "capture", url, "--seconds", str(capture_seconds),
                                                         "-o", str(work / "opticlink.mkv"),
+                                                        stdout=asyncio.subprocess.DEVNULL,
                                                         stderr=asyncio.subprocess.DEVNULL)
             await ours.wait()
             theirs = await asyncio.create_subprocess_exec(

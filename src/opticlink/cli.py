@@ -135,6 +135,40 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _talk(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from opticlink.dsp.files import read_audio
+    from opticlink.errors import OpticLinkError
+    from opticlink.rtsp.client import ClientConfig
+    from opticlink.talk.session import TalkSession
+
+    rate = 16000
+    pcm = (np.clip(read_audio(args.file, rate), -1, 1) * 32767).astype(np.int16)
+    config = ClientConfig(args.url, username=args.username, password=args.password, transport=args.transport)
+    session = TalkSession("cli", config, packet_ms=args.packet_ms)
+    try:
+        info = await session.start("opticlink talk")
+    except OpticLinkError as exc:
+        print(f"opticlink talk: {exc}", file=sys.stderr)
+        return 1
+    print(f"talking to {args.url}: {len(pcm) / rate:.1f} s as {info['codec']}/{info['rate']} in "
+          f"{args.packet_ms} ms packets", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    frame = rate // 50
+    for i, offset in enumerate(range(0, len(pcm), frame)):  # paced in real time, as a speaker plays it
+        await asyncio.sleep(max(0.0, started + i * 0.02 - loop.time()))
+        session.push("opticlink talk", pcm[offset : offset + frame], rate)
+        if i % 50 == 49:
+            print(f"  {offset / rate:5.1f} s sent", file=sys.stderr, flush=True)
+    session.stop("opticlink talk")
+    await asyncio.sleep(0.2)
+    await session.close()
+    print(f"sent {session.packets_sent} packets ({session.octets_sent} bytes of audio)")
+    return 0
+
+
 async def _sim(args: argparse.Namespace) -> int:
     from opticlink.sim.server import SimulatorServer
 
@@ -195,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sim-port", type=int, default=8554, help="the simulator's RTSP port (default 8554)")
     d.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
 
+    t = verbs.add_parser("talk", help="play an audio file to a camera's speaker",
+                         description="Play any audio file PyAV reads to a camera's speaker over its ONVIF "
+                                     "backchannel, transcoded to what the camera accepts, in real time.")
+    t.add_argument("url", help="rtsp://[user:pass@]host[:port]/path")
+    t.add_argument("--file", type=Path, required=True, help="the audio file to play")
+    t.add_argument("--packet-ms", type=int, default=20, help="RTP packet duration, 20 to 160 ms (default 20)")
+    _add_camera_auth(t)
+
     s = verbs.add_parser("sim", help="run simulated cameras on an RTSP server",
                          description="Serve simulated cameras at rtsp://HOST:PORT/cam1.. with H.264 video, "
                                      "audio, RTCP Sender Reports, an ONVIF backchannel and optional faults.")
@@ -212,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo}
+    handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo, "talk": _talk}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:

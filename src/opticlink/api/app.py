@@ -85,7 +85,8 @@ def create_app(service: Service) -> FastAPI:
         if runtime is None:
             await websocket.close(code=4404, reason=f"no camera {camera!r}")
             return
-        await serve_viewer(websocket, runtime.hub)
+        await serve_viewer(websocket, runtime.hub, runtime.talk, half_duplex=runtime.config.half_duplex,
+                           talk_unavailable=None if runtime.config.talkback else "talkback is off for this camera")
 
     return app
 

@@ -24,6 +24,7 @@ class CameraConfig(BaseModel):
     talkback: bool = True  # allow talking to the camera's speaker
     talk_packet_ms: int = Field(20, ge=20, le=160)  # backchannel packet duration some cameras need
     keep_backchannel_open: bool = False  # else it opens when talk starts and closes when idle
+    half_duplex: bool = False  # the talker does not hear the camera while talking (when echo control is not enough)
 
     @property
     def title(self) -> str:

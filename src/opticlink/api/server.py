@@ -40,7 +40,8 @@ async def running(config: ServiceConfig) -> AsyncIterator[tuple[Service, str]]:
     sock = listening_socket(config.host, config.port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off",
-                                           ws="websockets-sansio", ws_ping_interval=20.0))
+                                           ws="websockets-sansio", ws_ping_interval=20.0,
+                                           ws_max_size=1 << 20))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     service.server_task = task
     try:

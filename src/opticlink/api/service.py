@@ -10,6 +10,7 @@ from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.camera.session import CameraSession
 from opticlink.hub import CameraHub
 from opticlink.rtsp.client import ClientConfig
+from opticlink.talk.session import TalkSession
 
 
 @dataclass(slots=True)
@@ -17,6 +18,7 @@ class CameraRuntime:
     config: CameraConfig
     hub: CameraHub
     session: CameraSession
+    talk: TalkSession | None = None
     task: asyncio.Task[None] | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -32,6 +34,9 @@ class CameraRuntime:
             "tracks": [{"index": t.index, "kind": t.kind, "codec": t.format.encoding, "clock_rate": t.format.clock_rate,
                         "backchannel": t.backchannel} for t in session.tracks],
             "sync": asdict(sync) if sync is not None else None,
+            "talk": None if self.talk is None else {"talking": self.talk.talker, "open": self.talk.open,
+                                                    "opens": self.talk.opens, "packets": self.talk.packets_sent,
+                                                    "latency": self.talk.latency_stats()},
         }
         if session.ingest is not None:
             out["reception"] = {index: {**asdict(state.receiver.stats.snapshot()), "lost": state.receiver.buffer.lost}
@@ -56,11 +61,13 @@ class Service:
         self.server_task: asyncio.Task[None] | None = None  # the web server serving this service
         for camera in config.cameras:
             hub = CameraHub(camera.id, camera.title, audio=camera.live_audio)
-            session = CameraSession(
-                ClientConfig(camera.url, username=camera.username, password=camera.password,
-                             transport=camera.transport),
-                name=camera.id, audio_offset_ms=camera.audio_offset_ms, on_frame=_publisher(hub))
-            self.cameras[camera.id] = CameraRuntime(camera, hub, session)
+            client = ClientConfig(camera.url, username=camera.username, password=camera.password,
+                                  transport=camera.transport)
+            session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms,
+                                    on_frame=_publisher(hub))
+            talk = (TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
+                                keep_open=camera.keep_backchannel_open) if camera.talkback else None)
+            self.cameras[camera.id] = CameraRuntime(camera, hub, session, talk)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,6 +76,8 @@ class Service:
 
     async def stop(self) -> None:
         for runtime in self.cameras.values():
+            if runtime.talk is not None:
+                await runtime.talk.close()
             await runtime.session.stop()
             if runtime.task is not None:
                 runtime.task.cancel()

@@ -30,3 +30,23 @@ def decode_g711(data: bytes, codec: str, sample_rate: int = 8000) -> np.ndarray:
     ctx.layout = "mono"
     out = [f.to_ndarray().reshape(-1) for f in ctx.decode(av.Packet(data))]
     return np.concatenate(out).astype(np.int16) if out else np.zeros(0, np.int16)
+
+
+class G711Encoder:
+    """A kept-open PyAV encoder: 16-bit PCM in, G.711 bytes out, one call per talk frame."""
+
+    def __init__(self, codec: str, sample_rate: int = 8000) -> None:
+        self.codec = codec
+        self._ctx = av.CodecContext.create(_CODECS[codec], "w")
+        self._ctx.sample_rate = sample_rate
+        self._ctx.layout = "mono"
+        self._ctx.format = "s16"
+        self._pts = 0
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm, dtype=np.int16)[None, :], format="s16",
+                                           layout="mono")
+        frame.sample_rate = self._ctx.sample_rate
+        frame.pts = self._pts
+        self._pts += len(pcm)
+        return b"".join(bytes(p) for p in self._ctx.encode(frame))

@@ -21,10 +21,11 @@ from opticlink.sync.frame import MediaFrame
 
 @dataclass(slots=True)
 class Message:
-    data: bytes
+    data: bytes | str  # str: a JSON text message (talk state)
     video: bool
     keyframe: bool
     published: float  # loop time when the hub got the frame
+    audio: bool = False
 
 
 class Viewer:
@@ -42,11 +43,13 @@ class Viewer:
         self.waiting_keyframe = False
         self.dropped_video = 0
         self.dropped_audio = 0
+        self.mute_audio = False  # half duplex: the talker does not hear the camera while talking
+        self.rejected = 0  # talk frames refused
         self.sent = 0
         self.closed = False
 
     def offer(self, message: Message, now: float) -> None:
-        if self.closed:
+        if self.closed or (message.audio and self.mute_audio):
             return
         if message.video:
             if self.waiting_keyframe and not message.keyframe:
@@ -68,6 +71,9 @@ class Viewer:
         queue.append(message)
         self._bytes += len(message.data)
         self._ready.set()
+
+    def offer_text(self, text: str, now: float) -> None:
+        self.offer(Message(text, False, False, now), now)
 
     def _drop_video(self) -> None:
         kept = deque(m for m in self._queue if not m.video)
@@ -124,7 +130,7 @@ class CameraHub:
             for viewer in self.viewers:
                 viewer.offer(config, now)
         video = frame.kind == "video"
-        message = Message(encode_frame(frame), video, frame.keyframe, now)
+        message = Message(encode_frame(frame), video, frame.keyframe, now, audio=not video)
         if video:
             if self._video_track is None:
                 self._video_track = frame.track
@@ -143,10 +149,16 @@ class CameraHub:
             viewer.offer(Message(message.data, True, message.keyframe, now), now)
         self.viewers.add(viewer)
 
+    def broadcast(self, text: str, now: float) -> None:
+        """A JSON text message to every viewer (who is talking)."""
+        for viewer in self.viewers:
+            viewer.offer(Message(text, False, False, now), now)
+
     def detach(self, viewer: Viewer) -> None:
         viewer.close()
         self.viewers.discard(viewer)
 
     def record_latency(self, messages: list[Message], now: float) -> None:
         for message in messages:
-            self.latencies.append(now - message.published)
+            if not isinstance(message.data, str):
+                self.latencies.append(now - message.published)

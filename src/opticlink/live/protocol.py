@@ -9,6 +9,13 @@
   timeline) and float64 camera capture time (µs since the Unix epoch, 0 when unknown) — then
   the payload: video as 4-byte length-prefixed NAL units (the layout the description implies),
   audio as the codec's frame.
+
+From the viewer:
+- talk (type 3): a 24-byte header — type, flags (0), uint16 sequence, uint32 sample rate (8000 or
+  16000), float64 capture time of the first sample and float64 time the frame was sent (µs since
+  the Unix epoch, 0 when unknown) — then 16-bit little-endian mono PCM, 10 to 160 ms of it.
+- control (text): JSON `{"type": "talk", "action": "start" | "stop"}`; the answer is JSON
+  `{"type": "talk", "state": "granted" | "busy" | "unavailable" | "stopped" | "error", ...}`.
 """
 
 from __future__ import annotations
@@ -20,9 +27,40 @@ import struct
 from opticlink.rtp.formats import AudioConfig, CodecConfig, VideoConfig, h264, h265
 from opticlink.sync.frame import MediaFrame
 
-CONFIG, FRAME = 1, 2
+CONFIG, FRAME, TALK = 1, 2, 3
 KEYFRAME, DISCONTINUITY, REANCHORED = 1, 2, 4
 FRAME_HEADER = struct.Struct("<BBBxxxxxdd")
+TALK_HEADER = struct.Struct("<BBHIdd")
+TALK_RATES = (8000, 16000)
+TALK_MIN_MS, TALK_MAX_MS = 10, 160
+
+
+class TalkFrameError(ValueError):
+    """A talk frame from a viewer that breaks the protocol; the message says how."""
+
+
+def encode_talk(sequence: int, rate: int, pcm: bytes, captured_us: float = 0.0, sent_us: float = 0.0) -> bytes:
+    return TALK_HEADER.pack(TALK, 0, sequence & 0xFFFF, rate, captured_us, sent_us) + pcm
+
+
+def decode_talk(message: bytes) -> tuple[int, int, float, float, bytes]:
+    """(sequence, rate, captured µs, sent µs, PCM bytes) of a talk frame, or `TalkFrameError`."""
+    if len(message) < TALK_HEADER.size:
+        raise TalkFrameError(f"talk frame of {len(message)} bytes is shorter than its {TALK_HEADER.size}-byte header")
+    kind, flags, sequence, rate, captured, sent = TALK_HEADER.unpack_from(message)
+    if kind != TALK or flags != 0:
+        raise TalkFrameError(f"not a talk frame (type {kind}, flags {flags})")
+    if rate not in TALK_RATES:
+        raise TalkFrameError(f"talk sample rate {rate} Hz is not one of {TALK_RATES}")
+    pcm = message[TALK_HEADER.size :]
+    if len(pcm) % 2:
+        raise TalkFrameError("talk PCM has an odd number of bytes")
+    ms = len(pcm) // 2 * 1000 / rate
+    if not TALK_MIN_MS <= ms <= TALK_MAX_MS:
+        raise TalkFrameError(f"talk frame of {ms:.1f} ms is outside {TALK_MIN_MS}..{TALK_MAX_MS} ms")
+    if not (captured == captured and sent == sent) or captured < 0 or sent < 0:  # NaN or negative
+        raise TalkFrameError("talk frame times are not valid numbers")
+    return sequence, rate, captured, sent, pcm
 
 
 def encode_frame(frame: MediaFrame) -> bytes:

@@ -55,6 +55,7 @@ class ClientConfig:
     password: str | None = None
     transport: Literal["tcp", "udp"] = "tcp"  # RTP interleaved in the RTSP connection, or UDP
     backchannel: bool = False  # ask for the ONVIF audio backchannel
+    only_backchannel: bool = False  # set up the backchannel alone (a talk session beside the live one)
     request_timeout: float = 10.0  # seconds to wait for any response
     stall_timeout: float = 10.0  # seconds without media while playing before giving up
     user_agent: str = f"OpticLink/{__version__}"
@@ -333,7 +334,8 @@ class RtspClientConnection:
         deadlines = [p.sent + self.config.request_timeout for p in self._pending.values()]
         if self.state == State.PLAYING and self.session is not None:
             deadlines.append(self._last_keepalive + self.session.timeout / 2)
-            deadlines.append(self._last_media + self.config.stall_timeout)
+            if not self.config.only_backchannel:
+                deadlines.append(self._last_media + self.config.stall_timeout)
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -347,7 +349,7 @@ class RtspClientConnection:
                 return
         if self.state != State.PLAYING or self.session is None:
             return
-        if now >= self._last_media + self.config.stall_timeout:
+        if not self.config.only_backchannel and now >= self._last_media + self.config.stall_timeout:
             self._fail("PLAY", f"no media from the camera for {self.config.stall_timeout:g} s")
             return
         if now >= self._last_keepalive + self.session.timeout / 2:
@@ -461,7 +463,14 @@ class RtspClientConnection:
                          or self.url)
         self.tracks = self._choose_tracks(sdp)
         live = [t for t in self.tracks if not t.backchannel]
-        if not live:
+        if self.config.only_backchannel:
+            if not any(t.backchannel for t in self.tracks):
+                self._fail("DESCRIBE", "the camera offers no audio backchannel (no sendonly audio section)")
+                return
+            self.tracks = [t for t in self.tracks if t.backchannel]
+            for i, track in enumerate(self.tracks):
+                track.index = i
+        elif not live:
             offered = ", ".join(f"{m.kind} {'/'.join(f.encoding for f in m.formats) or '?'}"
                                 for m in sdp.media) or "nothing"
             self._fail("DESCRIBE", f"no media we can receive (camera offers {offered})")
@@ -595,6 +604,9 @@ class RtspClientConnection:
 
     def _without_backchannel(self, reason: str) -> None:
         """Give up on the backchannel and start over with only the live tracks."""
+        if self.config.only_backchannel:
+            self._fail("backchannel", f"the camera refused its backchannel: {reason}")
+            return
         if self.session is not None:
             self._request("TEARDOWN", self._aggregate_url(), lambda r, n: None)
         self.session = None

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-import soxr
 
+from opticlink.dsp.files import read_audio
 from opticlink.dsp.g711 import encode_g711
 from opticlink.rtp.formats.aac import audio_specific_config
 from opticlink.rtp.formats.base import split_annexb
@@ -223,26 +223,8 @@ def synthetic_audio(sample_rate: int, seconds: int, level_db: float = -12.0) -> 
 
 
 def load_audio(path: str | os.PathLike[str], sample_rate: int) -> AudioClip:
-    """A file's first audio stream as mono PCM at `sample_rate` (band-limited resampling by soxr)."""
-    chunks: list[np.ndarray] = []
-    rate = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        for frame in container.decode(stream):
-            rate = frame.sample_rate
-            data = frame.to_ndarray().astype(np.float32)
-            if frame.format.name.startswith("s16"):
-                data /= 32768.0
-            elif frame.format.name.startswith("s32"):
-                data /= 2147483648.0
-            if frame.format.is_planar:
-                mono = data.mean(axis=0)
-            else:
-                mono = data.reshape(-1, len(frame.layout.channels)).mean(axis=1)
-            chunks.append(mono)
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if rate and rate != sample_rate:
-        samples = soxr.resample(samples, rate, sample_rate, quality="VHQ")
+    """A file's first audio stream as mono PCM at `sample_rate`."""
+    samples = read_audio(path, sample_rate)
     return AudioClip(np.clip(samples * 32767, -32768, 32767).astype(np.int16), sample_rate)
 
 

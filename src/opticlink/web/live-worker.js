@@ -6,9 +6,10 @@
 // reaches its time; a frame more than one frame period late is dropped; when video falls more
 // than 200 ms behind, the decode backlog is flushed and decoding resumes at the next keyframe.
 // The audio buffer's target follows the measured jitter: one packet's duration (a 128 ms packet
-// leaves 128 ms between arrivals) plus the 99th percentile of how late audio frames arrive
-// compared with the earliest any arrived, over about ten seconds, plus 10 ms, and 40 ms at least.
-// It is held by rate trims of at most 0.5 %, with a hard re-sync only when 150 ms over it.
+// leaves 128 ms between arrivals) plus the latest any audio frame arrived, compared with the
+// earliest, over about ten seconds, plus 10 ms, and 40 ms at least. Each underrun adds 20 ms of
+// safety that fades over a minute. The buffer is held at its target by rate trims of at most
+// 0.5 %, with a hard re-sync only when 150 ms over it.
 import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 
@@ -19,6 +20,8 @@ const HARD_RESYNC_MS = 150;
 const NO_AUDIO_MARGIN_MS = 40;
 const LATENESS_WINDOW = 512; // audio frames (about 10 s of 20 ms packets)
 const STARTUP_CUSHION_MS = 60; // buffered above the target before audio first starts, until lateness is known
+const UNDERRUN_SAFETY_MS = 20; // added to the target by each underrun
+const SAFETY_FADE_MS_PER_S = 20 / 60; // and fading over a minute
 const LATENESS_KNOWN = 50; // frames of lateness measured before the target follows them
 
 const state = {
@@ -184,6 +187,7 @@ function setupAudio(track) {
   state.stats.audioCodec = track.codec;
   const audio = { codec: track.codec, rate: track.sampleRate, channels: track.channels || 1, nextPts: null,
                   anchors: [], written: ctl(CONTROL.WRITE), earliest: null, earliestAt: 0, packetMs: 20,
+                  safety: 0, underrunsSeen: ctl(CONTROL.UNDERRUNS), fit: newClockFit(),
                   lateness: new Float64Array(LATENESS_WINDOW), latenessCount: 0, decoder: null, silence: 0 };
   let format = FORMATS.float;
   if (track.codec === "pcmu") { format = FORMATS.pcmu; audio.silence = 0xff; }
@@ -269,11 +273,43 @@ function pushAudio(samples, pts) {
   audio.nextPts = pts + (samples.length / rate) * 1e6;
 }
 
+// The worklet publishes its playhead once per render quantum, and under load quanta come in bursts.
+// The clock is read from a running least-squares line of playhead against performance.now() over
+// the last half second (the playhead advances at a steady rate), restarted when the two part.
+function newClockFit() {
+  return { t: new Float64Array(64), p: new Float64Array(64), n: 0, i: 0, lastPlayhead: null };
+}
+
+function smoothedPlayhead(audio, now) {
+  const fit = audio.fit;
+  const raw = ctl(CONTROL.PLAYHEAD);
+  if (fit.lastPlayhead === null || raw !== fit.lastPlayhead) {
+    const unwrapped = fit.n ? fit.p[(fit.i + 63) % 64] + (((raw - fit.lastPlayhead) | 0)) : raw;
+    fit.t[fit.i] = now;
+    fit.p[fit.i] = unwrapped;
+    fit.i = (fit.i + 1) % 64;
+    fit.n = Math.min(64, fit.n + 1);
+    fit.lastPlayhead = raw;
+  }
+  const latest = fit.p[(fit.i + 63) % 64];
+  if (fit.n < 8) return latest;
+  let mt = 0, mp = 0, k = 0;
+  for (let j = 0; j < fit.n; j++) if (now - fit.t[j] < 500) { mt += fit.t[j]; mp += fit.p[j]; k++; }
+  if (k < 8) return latest;
+  mt /= k; mp /= k;
+  let stt = 0, stp = 0;
+  for (let j = 0; j < fit.n; j++) if (now - fit.t[j] < 500) { stt += (fit.t[j] - mt) ** 2; stp += (fit.t[j] - mt) * (fit.p[j] - mp); }
+  const predicted = mp + (stt > 0 ? stp / stt : 0) * (now - mt);
+  if (Math.abs(predicted - latest) > audio.rate * 0.02) { fit.n = 0; return latest; } // a jump: start again
+  return predicted;
+}
+
 /** The presentation time of the sound leaving the speaker now, or null before audio plays. */
 function audioClock() {
   const audio = state.audio;
   if (!audio || ctl(CONTROL.STATE) !== 1 || audio.anchors.length === 0) return null;
-  const playhead = ctl(CONTROL.PLAYHEAD);
+  const smoothed = smoothedPlayhead(audio, performance.now());
+  const playhead = Math.round(smoothed);
   const anchors = audio.anchors;
   let lo = 0, hi = anchors.length - 1;
   if (((playhead - anchors[0][0]) | 0) < 0) return null;
@@ -282,16 +318,18 @@ function audioClock() {
     if (((anchors[mid][0] - playhead) | 0) <= 0) lo = mid; else hi = mid - 1;
   }
   const [index, pts] = anchors[lo];
-  return pts + ((((playhead - index) | 0) / audio.rate) * 1e6) - state.outputLatency * 1e6;
+  return pts + (((((playhead - index) | 0) + (smoothed - playhead)) / audio.rate) * 1e6) - state.outputLatency * 1e6;
 }
 
-function lateness99(audio) {
+function worstLateness(audio) {
   const n = Math.min(audio.latenessCount, LATENESS_WINDOW);
-  return n ? Array.from(audio.lateness.subarray(0, n)).sort((a, b) => a - b)[Math.floor(0.99 * (n - 1))] : 0;
+  let worst = 0;
+  for (let i = 0; i < n; i++) if (audio.lateness[i] > worst) worst = audio.lateness[i];
+  return worst;
 }
 
 function targetOf(audio) {
-  return Math.max(TARGET_FLOOR_MS, audio.packetMs + lateness99(audio) + 10);
+  return Math.max(TARGET_FLOOR_MS, audio.packetMs + worstLateness(audio) + 10) + audio.safety;
 }
 
 /** Buffer to fill before playing: the target, with a cushion while the page is still starting. */
@@ -303,7 +341,11 @@ function controlLatency() {
   const audio = state.audio;
   if (!audio) return;
   const bufferMs = (buffered() / audio.rate) * 1000;
-  const jitterMs = lateness99(audio);
+  const underruns = ctl(CONTROL.UNDERRUNS);
+  if (underruns > audio.underrunsSeen) audio.safety += UNDERRUN_SAFETY_MS * (underruns - audio.underrunsSeen);
+  audio.underrunsSeen = underruns;
+  audio.safety = Math.max(0, audio.safety - SAFETY_FADE_MS_PER_S * 0.1);
+  const jitterMs = worstLateness(audio);
   const target = targetOf(audio);
   setCtl(CONTROL.START_AT, Math.round((startLevel(audio, target) / 1000) * audio.rate));
   let trim = 0;

@@ -31,3 +31,42 @@ class L16Depacketizer:
 
     def flush(self) -> list[AccessUnit]:
         return []
+
+
+class L16Packetizer:
+    """16-bit big-endian PCM into RTP packets of `packet_ms`."""
+
+    def __init__(self, payload_type: int, ssrc: int, *, sample_rate: int, channels: int = 1, packet_ms: int = 20,
+                 sequence: int = 0, timestamp: int = 0) -> None:
+        from opticlink.rtp.packet import build_rtp
+
+        self._build = build_rtp
+        self.payload_type = payload_type
+        self.ssrc = ssrc
+        self.frame_bytes = 2 * channels
+        self.samples_per_packet = sample_rate * packet_ms // 1000
+        self.sequence = sequence & 0xFFFF
+        self.timestamp = timestamp & 0xFFFFFFFF
+        self._pending = bytearray()
+
+    def flush(self) -> list[bytes]:
+        if not self._pending:
+            return []
+        payload = bytes(self._pending)
+        self._pending.clear()
+        packet = self._build(self.payload_type, self.sequence, self.timestamp, self.ssrc, payload)
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + len(payload) // self.frame_bytes) & 0xFFFFFFFF
+        return [packet]
+
+    def push(self, big_endian_pcm: bytes) -> list[bytes]:
+        self._pending += big_endian_pcm
+        size = self.samples_per_packet * self.frame_bytes
+        out = []
+        while len(self._pending) >= size:
+            payload = bytes(self._pending[:size])
+            del self._pending[:size]
+            out.append(self._build(self.payload_type, self.sequence, self.timestamp, self.ssrc, payload))
+            self.sequence = (self.sequence + 1) & 0xFFFF
+            self.timestamp = (self.timestamp + self.samples_per_packet) & 0xFFFFFFFF
+        return out

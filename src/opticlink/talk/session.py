@@ -1,0 +1,214 @@
+"""A camera's speaker: one talker at a time, over a backchannel RTSP session of its own.
+
+The backchannel session is separate from the live one, so starting or stopping talk never
+interrupts live video. By default it opens when talk starts and closes `idle_close` seconds after
+the last talker stops: holding it open blocks vendor apps and doorbell chimes on many cameras.
+`keep_open` keeps it (the camera's own setting). Every sent sample is reported to `on_sent` with
+its send time, the reference an echo canceller needs, and every packet's latency is kept in parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from opticlink.errors import OpticLinkError, RtspError
+from opticlink.rtp.rtcp import NTP_EPOCH_OFFSET, SenderReport, SourceDescription, seconds_to_ntp, serialize_rtcp
+from opticlink.rtsp.aio import RtspClient
+from opticlink.rtsp.client import ClientConfig
+from opticlink.talk.encoder import TalkEncoder
+
+log = logging.getLogger(__name__)
+
+
+class TalkBusy(OpticLinkError):
+    """Someone else is talking to this camera."""
+
+    def __init__(self, talker: str) -> None:
+        self.talker = talker
+        super().__init__(f"{talker} is talking")
+
+
+class TalkUnavailable(OpticLinkError):
+    """This camera cannot be talked to (no backchannel, refused, talkback off)."""
+
+
+@dataclass(slots=True)
+class PacketLatency:
+    """One packet's way from the microphone to the network, in milliseconds."""
+
+    capture: float  # its first sample's capture to the browser sending the frame (frame length included)
+    network: float  # the browser sending to its arrival here
+    transcode: float  # resampling and encoding
+    packetization: float  # waiting here for the packet to fill, then sending
+    total: float
+
+
+class TalkSession:
+    """Talk to one camera's speaker."""
+
+    SR_INTERVAL = 1.0
+
+    def __init__(self, name: str, config: ClientConfig, *, packet_ms: int = 20, keep_open: bool = False,
+                 idle_close: float = 5.0, on_sent: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+        self.name = name
+        self.config = ClientConfig(config.url, username=config.username, password=config.password,
+                                   transport=config.transport, backchannel=True, only_backchannel=True)
+        self.packet_ms = packet_ms
+        self.keep_open = keep_open
+        self.idle_close = idle_close
+        self.on_sent = on_sent
+        self.talker: str | None = None
+        self.client: RtspClient | None = None
+        self.encoder: TalkEncoder | None = None
+        self.latencies: deque[PacketLatency] = deque(maxlen=10_000)
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.frames_rejected = 0
+        self.opens = 0
+        self._opening: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._pending: deque[list[float]] = deque()  # [samples not yet sent, arrival, captured, posted]
+        self._last_sr = 0.0
+
+    @property
+    def open(self) -> bool:
+        return self.client is not None and self.encoder is not None
+
+    async def start(self, talker: str) -> dict[str, object]:
+        """Take the speaker for `talker`; raises `TalkBusy` or `TalkUnavailable`."""
+        if self.talker is not None and self.talker != talker:
+            raise TalkBusy(self.talker)
+        self.talker = talker
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        try:
+            await self._open()
+        except RtspError as exc:
+            self.talker = None
+            raise TalkUnavailable(f"the camera's backchannel could not be opened: {exc}") from None
+        assert self.encoder is not None
+        fmt = self.encoder.format
+        return {"codec": fmt.encoding, "rate": self.encoder.rate, "packet_ms": self.packet_ms}
+
+    async def _open(self) -> None:
+        if self.open:
+            return
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._connect())
+        try:
+            await asyncio.shield(self._opening)
+        finally:
+            if self._opening is not None and self._opening.done():
+                self._opening = None
+
+    async def _connect(self) -> None:
+        client = RtspClient(self.config)
+        playing = await client.start()
+        track = playing.tracks[0]
+        self.encoder = TalkEncoder(track.format, self.packet_ms)
+        self.client = client
+        self.opens += 1
+        self._pending.clear()
+        log.info("talk %s: backchannel open (%s, %d ms packets)", self.name, track.format.rtpmap, self.packet_ms)
+
+    def stop(self, talker: str) -> None:
+        """`talker` lets go of the speaker; the backchannel closes after `idle_close` unless kept open."""
+        if talker != self.talker:
+            return
+        self.talker = None
+        if self.open:
+            assert self.encoder is not None and self.client is not None
+            for packet in self.encoder.flush():
+                self.client.send_rtp(0, packet)
+                self.packets_sent += 1
+                self.octets_sent += len(packet) - 12
+            self._pending.clear()
+        if not self.keep_open and self.open:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self.idle_close, lambda: loop.create_task(self.close()))
+
+    def push(self, talker: str, pcm: np.ndarray, rate: int, captured: float | None = None,
+             posted: float | None = None) -> int:
+        """Send a frame of `talker`'s 16-bit PCM at `rate`; `captured` is its first sample's capture
+        time and `posted` when the browser sent it (Unix seconds). Returns the packets sent."""
+        if talker != self.talker or not self.open:
+            self.frames_rejected += 1
+            return 0
+        assert self.encoder is not None and self.client is not None
+        arrival = time.time()
+        ratio = self.encoder.rate / rate
+        captured = captured or arrival
+        self._pending.append([len(pcm) * ratio, arrival, captured, posted or captured])
+        started = time.perf_counter()
+        packets, sent = self.encoder.encode(pcm, rate)
+        transcoded = time.perf_counter()
+        loop_now = asyncio.get_running_loop().time()
+        for packet in packets:
+            self.client.send_rtp(0, packet)
+            self.packets_sent += 1
+            self.octets_sent += len(packet) - 12
+        done = time.time()
+        per_packet = self.encoder.rate * self.packet_ms / 1000
+        for _ in packets:
+            self._account(per_packet, (transcoded - started) * 1000, done)
+        if len(sent) and self.on_sent is not None:
+            self.on_sent(sent, self.encoder.rate, loop_now)
+        if loop_now - self._last_sr >= self.SR_INTERVAL:
+            self._last_sr = loop_now
+            self._send_report()
+        return len(packets)
+
+    def _account(self, samples: float, transcode_ms: float, sent: float) -> None:
+        """Latency of a packet of `samples`, from its first sample's frame."""
+        if not self._pending:
+            return
+        _, arrival, captured, posted = self._pending[0]
+        remaining = samples
+        while self._pending and remaining > 0:
+            head = self._pending[0]
+            used = min(head[0], remaining)
+            head[0] -= used
+            remaining -= used
+            if head[0] <= 1e-6:
+                self._pending.popleft()
+        self.latencies.append(PacketLatency((posted - captured) * 1000, (arrival - posted) * 1000, transcode_ms,
+                                            (sent - arrival) * 1000 - transcode_ms, (sent - captured) * 1000))
+
+    def _send_report(self) -> None:
+        assert self.encoder is not None and self.client is not None
+        report = SenderReport(self.encoder.ssrc, seconds_to_ntp(time.time() + NTP_EPOCH_OFFSET),
+                              self.encoder.timestamp, self.packets_sent, self.octets_sent)
+        sdes = SourceDescription([(self.encoder.ssrc, {1: b"opticlink-talk"})])
+        self.client.send_rtcp(0, serialize_rtcp([report, sdes]))
+
+    async def close(self) -> None:
+        """Close the backchannel (the talker, if any, loses the speaker)."""
+        self.talker = None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        client, self.client, self.encoder = self.client, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+            log.info("talk %s: backchannel closed", self.name)
+
+    def latency_stats(self) -> dict[str, object]:
+        """p50/p95 of each latency part, milliseconds."""
+        if not self.latencies:
+            return {"packets": 0}
+        out: dict[str, object] = {"packets": len(self.latencies)}
+        for part in ("capture", "network", "transcode", "packetization", "total"):
+            values = np.array([getattr(x, part) for x in self.latencies])
+            out[part] = {"p50_ms": round(float(np.percentile(values, 50)), 2),
+                         "p95_ms": round(float(np.percentile(values, 95)), 2)}
+        return out

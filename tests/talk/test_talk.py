@@ -1,0 +1,183 @@
+"""Talking to cameras: the encoder, a session against GStreamer's ONVIF backchannel, and the
+talk protocol over the live WebSocket against our simulator."""
+
+import asyncio
+import json
+import logging
+
+import av
+import numpy as np
+import pytest
+import websockets
+
+from opticlink.api.config import CameraConfig, ServiceConfig
+from opticlink.api.server import running
+from opticlink.dsp.g711 import decode_g711
+from opticlink.live.protocol import encode_talk
+from opticlink.rtp.formats import RtpFormat, create_depacketizer
+from opticlink.rtp.formats.aac import aac_fmtp, audio_specific_config
+from opticlink.rtp.jitterbuffer import BufferedPacket
+from opticlink.rtp.packet import RtpPacket
+from opticlink.rtsp.client import ClientConfig
+from opticlink.sim.server import SimulatorServer
+from opticlink.talk.encoder import TalkEncoder
+from opticlink.talk.session import TalkBusy, TalkSession
+from tests.conftest import small_camera
+from tests.peers.conftest import gstreamer_server
+
+
+def tone(hz: float, seconds: float, rate: int, level: float = 0.4) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * hz * t) * level * 32767).astype(np.int16)
+
+
+def snr_db(pcm: np.ndarray, hz: float, rate: int) -> float:
+    x = pcm.astype(float)
+    t = np.arange(len(x)) / rate
+    basis = np.stack([np.sin(2 * np.pi * hz * t), np.cos(2 * np.pi * hz * t)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    fit = basis @ coef
+    return 10 * np.log10(np.sum(fit**2) / np.sum((x - fit) ** 2))
+
+
+@pytest.mark.parametrize(("fmt", "packet_ms"), [
+    (RtpFormat(0, "PCMU", 8000), 20), (RtpFormat(8, "PCMA", 8000), 160), (RtpFormat(97, "L16", 16000), 40),
+    (RtpFormat(97, "MPEG4-GENERIC", 16000, 1, aac_fmtp(audio_specific_config(16000, 1))), 20)])
+def test_talk_is_encoded_to_what_the_backchannel_accepts_in_packets_of_the_cameras_size(fmt, packet_ms):
+    encoder = TalkEncoder(fmt, packet_ms)
+    packets = []
+    source = tone(700, 1.0, 16000)
+    for i in range(0, len(source), 320):
+        packets += encoder.encode(source[i : i + 320], 16000)[0]
+    packets += encoder.flush()
+    depacketizer = create_depacketizer(fmt)
+    units = [u for i, p in enumerate(packets) for u in depacketizer.push(BufferedPacket(RtpPacket.parse(p), i, 0.0))]
+    if fmt.encoding in ("PCMU", "PCMA"):
+        assert {u.duration for u in units[1:-1]} == {8 * packet_ms}
+        pcm = decode_g711(b"".join(u.data for u in units), fmt.encoding.lower())
+    elif fmt.encoding == "L16":
+        assert {u.duration for u in units[1:-1]} == {16 * packet_ms}
+        pcm = np.frombuffer(b"".join(u.data for u in units), ">i2")
+    else:
+        ctx = av.CodecContext.create("aac", "r")
+        ctx.extradata = units[0].config.extra
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for u in units for f in ctx.decode(av.Packet(u.data))])
+        pcm = (pcm * 32767).astype(np.int16)
+    rate = fmt.clock_rate
+    floor = 15 if fmt.encoding == "MPEG4-GENERIC" else 25  # AAC at 32 kbit/s is perceptual, not waveform, coding
+    assert snr_db(pcm[rate // 10 : -rate // 10], 700, rate) > floor
+
+
+@pytest.mark.peer
+async def test_a_tone_reaches_gstreamers_onvif_backchannel_with_30_db_snr(tmp_path):
+    with gstreamer_server(tmp_path) as (url, back):
+        session = TalkSession("gst", ClientConfig(url))
+        info = await session.start("tester")
+        assert info["codec"] == "PCMU"
+        with pytest.raises(TalkBusy, match="tester is talking"):
+            await session.start("somebody else")
+        source = tone(1000, 2.0, 16000)
+        for i in range(0, len(source), 320):  # 20 ms frames at 16 kHz, resampled to the camera's 8 kHz
+            session.push("tester", source[i : i + 320], 16000)
+            await asyncio.sleep(0.02)
+        session.stop("tester")
+        await asyncio.sleep(0.3)
+        await session.close()
+        received = decode_g711(back.read_bytes(), "pcmu")
+    assert len(received) >= 1.9 * 8000
+    assert snr_db(received[800:-800], 1000, 8000) >= 30
+
+
+async def _service(sim: SimulatorServer, **camera):
+    config = ServiceConfig(cameras=[CameraConfig(id="cam1", url=sim.url("cam1"), **camera)], port=0)
+    return running(config)
+
+
+async def _answer(ws) -> dict:
+    """The next answer to a talk request (granted, busy, unavailable), skipping everything else."""
+    while True:
+        message = await asyncio.wait_for(ws.recv(), 5)
+        if isinstance(message, str) and json.loads(message).get("state") in ("granted", "busy", "unavailable"):
+            return json.loads(message)
+
+
+async def test_one_talker_at_a_time_and_live_video_never_stops(caplog):
+    async with SimulatorServer([small_camera("cam1")], port=0) as sim, await _service(sim) as (service, base):
+        url = base.replace("http", "ws") + "/api/cameras/cam1/live"
+        async with websockets.connect(url + "?name=Alice") as alice, websockets.connect(url + "?name=Bob") as bob:
+            video = {"frames": 0}
+
+            async def watch() -> None:
+                async for message in bob:
+                    if isinstance(message, bytes) and message[0] == 2 and message[1] == 0:
+                        video["frames"] += 1
+                    elif isinstance(message, str):
+                        bob_states.append(json.loads(message))
+
+            bob_states: list[dict] = []
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(1.0)
+            frames_before = video["frames"]
+            for _ in range(3):  # talk starts and stops, three times
+                await alice.send(json.dumps({"type": "talk", "action": "start"}))
+                answer = await _answer(alice)
+                assert answer["state"] == "granted" and answer["codec"] == "PCMU", answer
+                await bob.send(json.dumps({"type": "talk", "action": "start"}))
+                await asyncio.sleep(0.2)
+                pcm = tone(500, 0.02, 8000).tobytes()
+                for i in range(25):
+                    await alice.send(encode_talk(i, 8000, pcm))
+                    await asyncio.sleep(0.02)
+                await alice.send(json.dumps({"type": "talk", "action": "stop"}))
+                await asyncio.sleep(0.3)
+            watcher.cancel()
+            connects = service.cameras["cam1"].session.connects
+            frames_during = video["frames"] - frames_before
+        sink = sim.cameras["cam1"].sink
+    assert any(s.get("state") == "busy" and s.get("talker") == "Alice" for s in bob_states)
+    assert any(s.get("talking") == "Alice" for s in bob_states)  # everyone sees who talks
+    assert connects == 1 and frames_during > 50  # live video went on, on the same session
+    assert len(sink.payload) >= 3 * 25 * 160 * 0.9  # the camera's speaker got the talk
+
+
+async def test_bad_talk_frames_are_refused_and_logged_and_talk_and_live_survive(caplog):
+    async with SimulatorServer([small_camera("cam1")], port=0) as sim, await _service(sim) as (service, base):
+        url = base.replace("http", "ws") + "/api/cameras/cam1/live?name=Mallory"
+        with caplog.at_level(logging.WARNING):
+            async with websockets.connect(url, max_size=None) as ws:
+                await ws.send(json.dumps({"type": "talk", "action": "start"}))
+                assert (await _answer(ws))["state"] == "granted"
+                bad = [b"\x03", b"garbage" * 10, encode_talk(1, 44100, bytes(640)), encode_talk(2, 8000, bytes(321)),
+                       encode_talk(3, 8000, bytes(4)), encode_talk(4, 8000, bytes(200_000)),
+                       encode_talk(5, 8000, bytes(320), captured_us=float("nan"))]
+                for message in bad:
+                    await ws.send(message)
+                await ws.send("{not json")
+                await ws.send("x" * 10_000)
+                for i in range(10):
+                    await ws.send(encode_talk(10 + i, 8000, tone(800, 0.02, 8000).tobytes()))
+                    await asyncio.sleep(0.02)
+                frames = 0
+                while frames < 20:
+                    message = await asyncio.wait_for(ws.recv(), 5)
+                    frames += isinstance(message, bytes) and message[0] == 2
+        runtime = service.cameras["cam1"]
+        status = runtime.status()
+        received = len(sim.cameras["cam1"].sink.payload)
+    assert "talk frame refused" in caplog.text and "control message" in caplog.text
+    assert "viewer Mallory left after refusing 9 messages" in caplog.text  # 7 frames, 2 control messages
+    assert status["state"] == "playing" and status["talk"]["packets"] >= 9
+    assert received >= 9 * 160
+
+
+async def test_an_idle_backchannel_closes_unless_the_camera_keeps_it_open():
+    async with SimulatorServer([small_camera("cam1")], port=0) as sim:
+        closing = TalkSession("cam1", ClientConfig(sim.url("cam1")), idle_close=0.3)
+        keeping = TalkSession("cam1", ClientConfig(sim.url("cam1")), idle_close=0.3, keep_open=True)
+        for session in (closing, keeping):
+            await session.start("tester")
+            session.push("tester", tone(400, 0.02, 8000), 8000)
+            session.stop("tester")
+        await asyncio.sleep(0.8)
+        assert not closing.open and keeping.open
+        await keeping.close()
