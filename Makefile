@@ -45,6 +45,10 @@ demo: env
 
 bench: env
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/live.py
+	node bench/resampler.mjs
+	$(BIN)/python bench/talk.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -26,13 +26,18 @@ def _add_sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", type=Path, help="serve this file's picture and sound instead of the test pattern")
     parser.add_argument("--size", default="640x360", help="test pattern size (default 640x360)")
     parser.add_argument("--bitrate", type=int, default=800_000, help="video bit rate in bit/s (default 800000)")
+    parser.add_argument("--echo-delay-ms", type=float,
+                        help="the camera's microphone hears its speaker this much later (default: it does not)")
+    parser.add_argument("--echo-gain-db", type=float, default=-6.0, help="... at this gain (default -6 dB)")
 
 
 def _sim_cameras(args: argparse.Namespace, count: int) -> list:
     from opticlink.sim.faults import Faults
     from opticlink.sim.presets import camera
+    from opticlink.sim.server import EchoSettings
 
     faults = Faults.parse(args.faults)
+    echo = EchoSettings(args.echo_delay_ms, args.echo_gain_db) if args.echo_delay_ms is not None else None
     width, _, height = args.size.partition("x")
     audio = None if args.audio == "none" else args.audio
     out = []
@@ -42,7 +47,7 @@ def _sim_cameras(args: argparse.Namespace, count: int) -> list:
                           bitrate=args.bitrate, clip=args.clip, username=getattr(args, "sim_username", None),
                           password=getattr(args, "sim_password", None),
                           backchannel_file=getattr(args, "backchannel_dir", None)
-                          and Path(args.backchannel_dir) / f"cam{i + 1}.bin"))
+                          and Path(args.backchannel_dir) / f"cam{i + 1}.bin", echo=echo))
     return out
 
 
@@ -123,7 +128,9 @@ async def _demo(args: argparse.Namespace) -> int:
     from opticlink.sim.server import SimulatorServer
 
     print("preparing the simulated cameras (the first run encodes their video once)...", file=sys.stderr, flush=True)
-    sim = SimulatorServer(demo_cameras(), port=args.sim_port)
+    if args.backchannel_dir is not None:
+        args.backchannel_dir.mkdir(parents=True, exist_ok=True)
+    sim = SimulatorServer(demo_cameras(args.backchannel_dir), port=args.sim_port)
     await sim.start()
     try:
         cameras = [CameraConfig(id=name, name=DEMO_TITLES[name], url=sim.url(name)) for name in sim.cameras]
@@ -227,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     d.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     d.add_argument("--sim-port", type=int, default=8554, help="the simulator's RTSP port (default 8554)")
+    d.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
     d.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
 
     t = verbs.add_parser("talk", help="play an audio file to a camera's speaker",

@@ -68,3 +68,13 @@ export function sweep(Resampler, inRate, outRate, maxHz = 3400, stepHz = 100) {
     worstTone: tones.reduce((a, b) => (a.rejectionDb < b.rejectionDb ? a : b)).frequency,
   };
 }
+
+/** How far below the input (dB) a tone above the output's Nyquist frequency comes out, downsampling. */
+export function aliasRejectionDb(Resampler, inRate, outRate, frequency) {
+  const { out, amplitude } = runTone(Resampler, inRate, outRate, frequency, 0.5);
+  const skip = Math.ceil(0.05 * outRate);
+  let power = 0;
+  for (let i = skip; i < out.length - skip; i++) power += out[i] ** 2;
+  power /= out.length - 2 * skip;
+  return 10 * Math.log10(amplitude ** 2 / 2 / power);
+}

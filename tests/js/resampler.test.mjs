@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { LinearResampler, PolyphaseResampler } from "../../src/opticlink/web/resampler.js";
-import { measureTone, sweep } from "./measure.mjs";
+import { aliasRejectionDb, measureTone, sweep } from "./measure.mjs";
 
 for (const [inRate, outRate] of [[8000, 48000], [8000, 44100], [16000, 48000]]) {
   test(`images of tones up to 0.85 Nyquist are at least 90 dB down, ${inRate} -> ${outRate}`, () => {
@@ -46,3 +46,15 @@ test("process() never allocates: its buffers are the constructor's", () => {
   assert.equal(r.buffer, buffer);
   assert.equal(r.kernel, kernel);
 });
+
+for (const [inRate, outRate] of [[48000, 8000], [44100, 8000], [48000, 16000]]) {
+  test(`the talk microphone, ${inRate} -> ${outRate}: flat to 0.85 Nyquist, aliases 90 dB down`, () => {
+    const passband = sweep(PolyphaseResampler, inRate, outRate, 0.425 * outRate, outRate / 40);
+    assert.ok(passband.passbandRippleDb <= 0.1, `ripple ${passband.passbandRippleDb.toFixed(4)} dB`);
+    assert.ok(passband.minRejectionDb >= 90, `filter error ${passband.minRejectionDb.toFixed(1)} dB`);
+    for (let f = 0.575 * outRate; f < inRate / 2; f += 997) {
+      const rejection = aliasRejectionDb(PolyphaseResampler, inRate, outRate, f);
+      assert.ok(rejection >= 90, `a ${f} Hz tone aliases only ${rejection.toFixed(1)} dB down`);
+    }
+  });
+}

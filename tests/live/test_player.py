@@ -55,9 +55,9 @@ async def camera_and_service(tmp_path, *sim_args: str):
 
 
 @contextlib.asynccontextmanager
-async def browser_page():
+async def browser_page(*extra_args: str):
     async with async_playwright() as pw:
-        browser = await launch(pw)
+        browser = await launch(pw, extra_args=list(extra_args))
         page = await browser.new_page(viewport={"width": 1280, "height": 760})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -10,6 +10,7 @@ from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.camera.session import CameraSession
 from opticlink.hub import CameraHub
 from opticlink.rtsp.client import ClientConfig
+from opticlink.talk.return_path import ReturnPath
 from opticlink.talk.session import TalkSession
 
 
@@ -19,6 +20,7 @@ class CameraRuntime:
     hub: CameraHub
     session: CameraSession
     talk: TalkSession | None = None
+    return_path: ReturnPath | None = None
     task: asyncio.Task[None] | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -34,19 +36,35 @@ class CameraRuntime:
             "tracks": [{"index": t.index, "kind": t.kind, "codec": t.format.encoding, "clock_rate": t.format.clock_rate,
                         "backchannel": t.backchannel} for t in session.tracks],
             "sync": asdict(sync) if sync is not None else None,
-            "talk": None if self.talk is None else {"talking": self.talk.talker, "open": self.talk.open,
-                                                    "opens": self.talk.opens, "packets": self.talk.packets_sent,
-                                                    "latency": self.talk.latency_stats()},
+            "talk": None if self.talk is None else self._talk_status(self.talk),
         }
         if session.ingest is not None:
             out["reception"] = {index: {**asdict(state.receiver.stats.snapshot()), "lost": state.receiver.buffer.lost}
                                 for index, state in session.ingest.states.items()}
         return out
 
+    def _talk_status(self, talk: TalkSession) -> dict[str, object]:
+        pacer = talk.pacer
+        out: dict[str, object] = {
+            "talking": talk.talker, "open": talk.open, "opens": talk.opens, "packets": talk.packets_sent,
+            "frames_rejected": talk.frames_rejected, "frames_dropped": talk.frames_dropped,
+            "talkspurt_skips": pacer.skips if pacer is not None else 0, "latency": talk.latency_stats(),
+        }
+        back = self.return_path
+        if back is not None:
+            out["echo_control"] = {
+                "frames_cleaned": back.cleaned,
+                "near_anchors": back.echo.near_anchors if back.echo is not None else 0,
+                "howling_detections": back.guard.detections if back.guard is not None else 0,
+                "howling": bool(back.guard is not None and back.guard.howling),
+            }
+        return out
 
-def _publisher(hub: CameraHub):  # type: ignore[no-untyped-def]
+
+def _publisher(hub: CameraHub, return_path: ReturnPath | None):  # type: ignore[no-untyped-def]
     def publish(frame) -> None:  # type: ignore[no-untyped-def]
-        hub.publish(frame, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        hub.publish(return_path.process(frame, now) if return_path is not None else frame, now)
 
     return publish
 
@@ -63,11 +81,14 @@ class Service:
             hub = CameraHub(camera.id, camera.title, audio=camera.live_audio)
             client = ClientConfig(camera.url, username=camera.username, password=camera.password,
                                   transport=camera.transport)
-            session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms,
-                                    on_frame=_publisher(hub))
+            session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
+            return_path = ReturnPath(lambda session=session: session.epoch) if camera.talkback else None
+            session.on_frame = _publisher(hub, return_path)
             talk = (TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
-                                keep_open=camera.keep_backchannel_open) if camera.talkback else None)
-            self.cameras[camera.id] = CameraRuntime(camera, hub, session, talk)
+                                keep_open=camera.keep_backchannel_open,
+                                on_sent=return_path.far if return_path is not None else None)
+                    if camera.talkback else None)
+            self.cameras[camera.id] = CameraRuntime(camera, hub, session, talk, return_path)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

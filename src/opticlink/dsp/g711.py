@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import av
 import numpy as np
 
@@ -50,3 +52,26 @@ class G711Encoder:
         frame.pts = self._pts
         self._pts += len(pcm)
         return b"".join(bytes(p) for p in self._ctx.encode(frame))
+
+
+@functools.cache
+def decode_table(codec: str) -> np.ndarray:
+    """G.711 code -> float sample in [-1, 1), from FFmpeg's decoder once (256 entries)."""
+    return (decode_g711(bytes(range(256)), codec).astype(np.float32) / 32768.0)
+
+
+@functools.cache
+def encode_table(codec: str) -> np.ndarray:
+    """int16 sample (offset by 32768) -> G.711 code, from FFmpeg's encoder once (65536 entries)."""
+    return np.frombuffer(encode_g711(np.arange(-32768, 32768, dtype=np.int16), codec), np.uint8)
+
+
+def to_float(data: bytes, codec: str) -> np.ndarray:
+    """G.711 bytes to float samples, by table."""
+    return decode_table(codec)[np.frombuffer(data, np.uint8)]
+
+
+def from_float(samples: np.ndarray, codec: str) -> bytes:
+    """Float samples in [-1, 1] to G.711 bytes, by table."""
+    pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int32)
+    return encode_table(codec)[pcm + 32768].tobytes()

@@ -15,7 +15,13 @@ From the viewer:
   16000), float64 capture time of the first sample and float64 time the frame was sent (µs since
   the Unix epoch, 0 when unknown) — then 16-bit little-endian mono PCM, 10 to 160 ms of it.
 - control (text): JSON `{"type": "talk", "action": "start" | "stop"}`; the answer is JSON
-  `{"type": "talk", "state": "granted" | "busy" | "unavailable" | "stopped" | "error", ...}`.
+  `{"type": "talk", "state": "granted" | "busy" | "unavailable" | "stopped" | "error", ...}`
+  (granted carries the backchannel's `codec`, `rate` and `packet_ms`; busy the `talker`; the
+  others a `reason`).
+
+Also from the server, as text: on connecting, `{"type": "talk", "talking", "you", "available",
+"reason"}` (who talks now, the name this viewer goes by, whether this camera can be talked to and
+why not), and to every viewer whenever it changes, `{"type": "talk", "talking": NAME | null}`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession |
     name = (websocket.query_params.get("name") or "")[:40].strip() or f"viewer {next(_numbers)}"
     viewer = Viewer(name)
     hub.attach(viewer, loop.time())
-    talk_state = {"type": "talk", "talking": talk.talker if talk else None}
+    talk_state = {"type": "talk", "talking": talk.talker if talk else None, "you": name,
+                  "available": talk is not None,
+                  "reason": None if talk is not None else talk_unavailable or "this camera has no talkback"}
     viewer.offer_text(json.dumps(talk_state), loop.time())
     reader = loop.create_task(_receive(websocket, viewer, hub, talk, half_duplex, talk_unavailable))
     try:

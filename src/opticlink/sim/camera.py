@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from opticlink.dsp.g711 import decode_table, from_float
 from opticlink.rtp.formats.aac import AacPacketizer, aac_fmtp
 from opticlink.rtp.formats.base import RtpFormat
 from opticlink.rtp.formats.h264 import H264Packetizer
@@ -27,6 +28,7 @@ from opticlink.rtp.rtcp import (
     seconds_to_ntp,
     serialize_rtcp,
 )
+from opticlink.sim.echo import EchoPath
 from opticlink.sim.faults import Faults
 from opticlink.sim.media import EncodedAudio, VideoClip
 
@@ -87,11 +89,12 @@ class CameraModel:
     def __init__(self, video: VideoClip | None, audio: EncodedAudio | None, faults: Faults | None = None, *,
                  start: float = 0.0, wall_start: float = 1_800_000_000.0, audio_packet_ms: int = 20,
                  cname: str = "camera@opticlink.sim", video_ts0: int | None = None,
-                 audio_ts0: int | None = None, content: bool = True) -> None:
+                 audio_ts0: int | None = None, content: bool = True, echo: EchoPath | None = None) -> None:
         self.video, self.audio = video, audio
         self.faults = faults or Faults()
         self.start, self.wall_start = start, wall_start
         self.content = content  # False: audio payloads are not resampled to follow the world (fast replays)
+        self.echo = echo  # the speaker heard by the microphone (G.711 cameras)
         self.cname = cname
         self._rng = random.Random(self.faults.seed)
         self.tracks: list[_Track] = []
@@ -261,7 +264,13 @@ class CameraModel:
             steps = np.arange(self.audio_samples) / seg.rate
             world = self.world_time(first) + steps * (1 + self.faults.video_skew_ppm * 1e-6)
             index = np.rint(world * self.audio.sample_rate).astype(np.int64) % len(self._g711)
-            payload = self._g711[index].tobytes()
+            echo = self.echo
+            if echo is not None and echo.active_until is not None and first < echo.active_until:
+                codec = self.audio.codec
+                heard = decode_table(codec)[self._g711[index]] + echo.render(first, len(index))
+                payload = from_float(np.clip(heard, -1.0, 1.0), codec)
+            else:
+                payload = self._g711[index].tobytes()
             packet = build_rtp(track.format.payload_type, track.sequence, ts, seg.ssrc, payload)
             track.sequence = (track.sequence + 1) & 0xFFFF
             payload_len = len(payload)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from opticlink.sim.faults import Faults
 from opticlink.sim.media import encode_audio, load_audio, load_video, synthetic_audio, synthetic_video
-from opticlink.sim.server import BackchannelSink, CameraSpec
+from opticlink.sim.server import BackchannelSink, CameraSpec, EchoSettings
 
 AUDIO_RATES = {"pcmu": 8000, "pcma": 8000, "aac": 16000}
 
@@ -14,7 +14,8 @@ AUDIO_RATES = {"pcmu": 8000, "pcma": 8000, "aac": 16000}
 def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | None = None,
            width: int = 640, height: int = 360, fps: int = 25, bitrate: int = 800_000,
            clip: str | Path | None = None, username: str | None = None, password: str | None = None,
-           backchannel: bool = True, backchannel_file: Path | None = None, audio_packet_ms: int = 20) -> CameraSpec:
+           backchannel: bool = True, backchannel_file: Path | None = None, audio_packet_ms: int = 20,
+           echo: EchoSettings | None = None) -> CameraSpec:
     """One simulated camera. `audio` is pcmu, pcma, aac or None; `clip` replaces the test picture
     and sound with a file's (transcoded once, cached)."""
     if clip is not None:
@@ -34,18 +35,22 @@ def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | N
         encoded = encode_audio(pcm, audio)
     return CameraSpec(name=name, video=video, audio=encoded, faults=faults or Faults(), username=username,
                       password=password, backchannel=backchannel, audio_packet_ms=audio_packet_ms,
-                      sink=BackchannelSink(backchannel_file))
+                      sink=BackchannelSink(backchannel_file), echo=echo)
 
 
-DEMO_TITLES = {"cam1": "Clean camera", "cam2": "300 ppm audio skew, 40 ms jitter", "cam3": "AAC audio",
-               "cam4": "No audio"}
+DEMO_TITLES = {"cam1": "Doorbell: its speaker echoes 150 ms later", "cam2": "300 ppm audio skew, 40 ms jitter",
+               "cam3": "AAC audio", "cam4": "No audio, no speaker"}
 
 
-def demo_cameras() -> list[CameraSpec]:
-    """The demo's four cameras: clean; 300 ppm audio skew with 40 ms jitter; AAC; no audio."""
+def demo_cameras(backchannel_dir: Path | None = None) -> list[CameraSpec]:
+    """The demo's four cameras: a doorbell that hears its own speaker; 300 ppm audio skew with
+    40 ms jitter; AAC; no audio and no speaker. `backchannel_dir`: write what each speaker receives to camN.bin."""
+    def speaker(name: str) -> Path | None:
+        return backchannel_dir / f"{name}.bin" if backchannel_dir is not None else None
+
     return [
-        camera("cam1"),
-        camera("cam2", faults=Faults(audio_skew_ppm=300, jitter_ms=40, seed=2)),
-        camera("cam3", audio="aac", faults=Faults(seed=3)),
-        camera("cam4", audio=None, faults=Faults(seed=4)),
+        camera("cam1", echo=EchoSettings(delay_ms=150, gain_db=-6), backchannel_file=speaker("cam1")),
+        camera("cam2", faults=Faults(audio_skew_ppm=300, jitter_ms=40, seed=2), backchannel_file=speaker("cam2")),
+        camera("cam3", audio="aac", faults=Faults(seed=3), backchannel_file=speaker("cam3")),
+        camera("cam4", audio=None, faults=Faults(seed=4), backchannel=False),
     ]

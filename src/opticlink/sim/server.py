@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opticlink.dsp.g711 import to_float
 from opticlink.errors import RtpParseError, RtspParseError
 from opticlink.rtp.formats.base import RtpFormat
 from opticlink.rtp.packet import RtpPacket
@@ -26,6 +27,7 @@ from opticlink.rtsp.headers import Transport, parse_transports
 from opticlink.rtsp.message import Headers, InterleavedFrame, RtspReader, RtspRequest, RtspResponse, interleaved
 from opticlink.rtsp.sdp import MediaDescription, SessionDescription
 from opticlink.sim.camera import CameraModel, Emission
+from opticlink.sim.echo import EchoPath
 from opticlink.sim.faults import Faults
 from opticlink.sim.media import EncodedAudio, VideoClip
 from opticlink.sim.network import NetworkModel
@@ -47,12 +49,13 @@ class BackchannelSink:
         self.packets: list[tuple[float, RtpPacket]] = []
         self.malformed = 0
 
-    def receive(self, data: bytes, now: float) -> None:
+    def receive(self, data: bytes, now: float) -> RtpPacket | None:
+        """Keep a received packet; returns it, or None when it was malformed."""
         try:
             packet = RtpPacket.parse(data)
         except RtpParseError:
             self.malformed += 1
-            return
+            return None
         self.packets.append((now, packet))
         self.payload += packet.payload
         if self.path is not None:
@@ -60,6 +63,16 @@ class BackchannelSink:
                 f.write(packet.payload)
         if self.callback is not None:
             self.callback(packet, now)
+        return packet
+
+
+@dataclass(slots=True)
+class EchoSettings:
+    """How loud and late the camera's microphone hears its own speaker."""
+
+    delay_ms: float = 150.0
+    gain_db: float = -6.0
+    t60: float = 0.25
 
 
 @dataclass(slots=True)
@@ -77,6 +90,7 @@ class CameraSpec:
     audio_packet_ms: int = 20
     session_timeout: int = 60
     sink: BackchannelSink = field(default_factory=BackchannelSink)
+    echo: EchoSettings | None = None  # None: the microphone does not hear the speaker
 
     def model(self, start: float = 0.0) -> CameraModel:
         return CameraModel(self.video, self.audio, self.faults, start=start, audio_packet_ms=self.audio_packet_ms,
@@ -119,9 +133,10 @@ class SimSession:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.play_time = now
-        self.model = CameraModel(self.spec.video, self.spec.audio, self.spec.faults, start=now,
-                                 wall_start=time.time(), audio_packet_ms=self.spec.audio_packet_ms,
-                                 cname=self.model.cname)
+        spec = self.spec
+        self.model = CameraModel(spec.video, spec.audio, spec.faults, start=now, wall_start=time.time(),
+                                 audio_packet_ms=spec.audio_packet_ms, cname=self.model.cname,
+                                 echo=self.server.speaker(spec))
         f = self.spec.faults
         tcp = any(t.transport.tcp for t in self.tracks.values())
         self.network = NetworkModel(f.jitter_ms, f.loss_pct, f.reorder_pct, ordered=tcp, seed=f.seed)
@@ -179,7 +194,12 @@ class SimSession:
         self.rtcp_received.append(data)
 
     def on_backchannel(self, data: bytes) -> None:
-        self.spec.sink.receive(data, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        packet = self.spec.sink.receive(data, now)
+        speaker = self.server.speaker(self.spec)
+        if speaker is not None and packet is not None and packet.payload_type in (0, 8):
+            pcm = to_float(packet.payload, "pcmu" if packet.payload_type == 0 else "pcma")
+            speaker.play_packet(pcm, packet.ssrc, packet.timestamp, now)
 
     def close(self) -> None:
         self.closed = True
@@ -408,6 +428,17 @@ class SimulatorServer:
         self.sessions: list[SimSession] = []
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
+        self._speakers: dict[str, EchoPath | None] = {}
+
+    def speaker(self, spec: CameraSpec) -> EchoPath | None:
+        """The camera's one speaker-to-microphone path, shared by all its sessions (G.711 cameras)."""
+        if spec.name not in self._speakers:
+            echo = None
+            if spec.echo is not None and spec.audio is not None and spec.audio.codec in ("pcmu", "pcma"):
+                echo = EchoPath(spec.audio.sample_rate, delay_ms=spec.echo.delay_ms, gain_db=spec.echo.gain_db,
+                                t60=spec.echo.t60)
+            self._speakers[spec.name] = echo
+        return self._speakers[spec.name]
 
     def url(self, name: str, *, credentials: bool = False) -> str:
         spec = self.cameras[name]

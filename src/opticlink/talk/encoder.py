@@ -63,6 +63,13 @@ class TalkEncoder:
             return self._aac_ts
         return self._packetizer.timestamp
 
+    @property
+    def pending(self) -> int:
+        """Samples accepted but not yet in a packet."""
+        if hasattr(self, "_aac_ts"):
+            return len(self._aac_pending)
+        return self._packetizer.pending_samples
+
     def encode(self, pcm: np.ndarray, rate: int) -> tuple[list[bytes], np.ndarray]:
         """Encode 16-bit PCM at `rate`; returns full packets and the samples they carry (camera rate)."""
         samples = self._resample(pcm, rate)
@@ -79,6 +86,17 @@ class TalkEncoder:
         """What is left of the last packet, sent short (G.711, L16); AAC keeps whole frames only."""
         flush = getattr(self._packetizer, "flush", None)
         return flush() if flush is not None else []
+
+    def skip(self, samples: int) -> list[bytes]:
+        """Leave `samples` of silence unsent: what is pending goes out first (AAC drops its partial
+        frame), then the timestamp jumps, so the camera plays the next sample that much later."""
+        packets = self.flush()
+        if hasattr(self, "_aac_ts"):
+            self._aac_pending = np.zeros(0, np.float32)
+            self._aac_ts = (self._aac_ts + samples) & 0xFFFFFFFF
+        else:
+            self._packetizer.skip(samples)
+        return packets
 
     def _resample(self, pcm: np.ndarray, rate: int) -> np.ndarray:
         if rate == self.rate:

@@ -4,7 +4,8 @@ The backchannel session is separate from the live one, so starting or stopping t
 interrupts live video. By default it opens when talk starts and closes `idle_close` seconds after
 the last talker stops: holding it open blocks vendor apps and doorbell chimes on many cameras.
 `keep_open` keeps it (the camera's own setting). Every sent sample is reported to `on_sent` with
-its send time, the reference an echo canceller needs, and every packet's latency is kept in parts.
+its slot (`TalkPacer`: when the camera plays it, give or take a constant), the reference an echo
+canceller needs, and every packet's latency is kept in parts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opticlink.rtp.rtcp import NTP_EPOCH_OFFSET, SenderReport, SourceDescription
 from opticlink.rtsp.aio import RtspClient
 from opticlink.rtsp.client import ClientConfig
 from opticlink.talk.encoder import TalkEncoder
+from opticlink.talk.pacing import TalkPacer
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,12 @@ class TalkSession:
         self.talker: str | None = None
         self.client: RtspClient | None = None
         self.encoder: TalkEncoder | None = None
+        self.pacer: TalkPacer | None = None
         self.latencies: deque[PacketLatency] = deque(maxlen=10_000)
         self.packets_sent = 0
         self.octets_sent = 0
         self.frames_rejected = 0
+        self.frames_dropped = 0  # arrived in a burst too far ahead of real time
         self.opens = 0
         self._opening: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -94,6 +98,9 @@ class TalkSession:
             await self._open()
         except RtspError as exc:
             self.talker = None
+            if exc.step in ("backchannel", "DESCRIBE") and "backchannel" in str(exc):
+                detail = str(exc).split(": ", 1)[-1]
+                raise TalkUnavailable(f"the camera has no speaker to talk to ({detail})") from None
             raise TalkUnavailable(f"the camera's backchannel could not be opened: {exc}") from None
         assert self.encoder is not None
         fmt = self.encoder.format
@@ -115,9 +122,13 @@ class TalkSession:
         playing = await client.start()
         track = playing.tracks[0]
         self.encoder = TalkEncoder(track.format, self.packet_ms)
+        self.pacer = TalkPacer(self.encoder.rate)
         self.client = client
         self.opens += 1
         self._pending.clear()
+        # the first report goes out after a second of audio, never before the first packet: RFC 3550's
+        # first interval, and GStreamer's backchannel can drop a whole stream whose report came first
+        self._last_sr = asyncio.get_running_loop().time()
         log.info("talk %s: backchannel open (%s, %d ms packets)", self.name, track.format.rtpmap, self.packet_ms)
 
     def stop(self, talker: str) -> None:
@@ -143,15 +154,24 @@ class TalkSession:
         if talker != self.talker or not self.open:
             self.frames_rejected += 1
             return 0
-        assert self.encoder is not None and self.client is not None
+        assert self.encoder is not None and self.client is not None and self.pacer is not None
         arrival = time.time()
+        loop_now = asyncio.get_running_loop().time()
+        placement = self.pacer.place(loop_now)
+        if placement is None:
+            self.frames_dropped += 1
+            return 0
         ratio = self.encoder.rate / rate
         captured = captured or arrival
-        self._pending.append([len(pcm) * ratio, arrival, captured, posted or captured])
         started = time.perf_counter()
-        packets, sent = self.encoder.encode(pcm, rate)
+        packets = self.encoder.skip(placement.skip) if placement.skip else []
+        if packets:  # the short packet that ended the previous talkspurt
+            self._account(sum(entry[0] for entry in self._pending), 0.0, time.time())
+        self._pending.append([len(pcm) * ratio, arrival, captured, posted or captured])
+        more, sent = self.encoder.encode(pcm, rate)
+        packets += more
+        self.pacer.advance(len(sent))
         transcoded = time.perf_counter()
-        loop_now = asyncio.get_running_loop().time()
         for packet in packets:
             self.client.send_rtp(0, packet)
             self.packets_sent += 1
@@ -161,7 +181,7 @@ class TalkSession:
         for _ in packets:
             self._account(per_packet, (transcoded - started) * 1000, done)
         if len(sent) and self.on_sent is not None:
-            self.on_sent(sent, self.encoder.rate, loop_now)
+            self.on_sent(sent, self.encoder.rate, placement.slot)
         if loop_now - self._last_sr >= self.SR_INTERVAL:
             self._last_sr = loop_now
             self._send_report()
@@ -184,8 +204,12 @@ class TalkSession:
                                             (sent - arrival) * 1000 - transcode_ms, (sent - captured) * 1000))
 
     def _send_report(self) -> None:
-        assert self.encoder is not None and self.client is not None
-        report = SenderReport(self.encoder.ssrc, seconds_to_ntp(time.time() + NTP_EPOCH_OFFSET),
+        assert self.encoder is not None and self.client is not None and self.pacer is not None
+        wall = time.time()
+        if self.pacer.anchor is not None:  # the next packet's slot, on the wall clock
+            sample = self.pacer.count - self.encoder.pending
+            wall += self.pacer.anchor + sample / self.pacer.rate - asyncio.get_running_loop().time()
+        report = SenderReport(self.encoder.ssrc, seconds_to_ntp(wall + NTP_EPOCH_OFFSET),
                               self.encoder.timestamp, self.packets_sent, self.octets_sent)
         sdes = SourceDescription([(self.encoder.ssrc, {1: b"opticlink-talk"})])
         self.client.send_rtcp(0, serialize_rtcp([report, sdes]))

@@ -31,6 +31,8 @@ const state = {
   frames: [], wallOf: new Map(), waitingKey: true, period: 40000, noAudioLag: null,
   stats: null,
   hardware: "no-preference",
+  talk: { requested: false, granted: false, port: null, inputLatency: 0, sequence: 0, sent: 0, dropped: 0,
+          captureMs: [] },
 };
 
 function newStats() {
@@ -67,6 +69,12 @@ self.onmessage = (event) => {
     setInterval(controlLatency, 100);
   } else if (message.type === "latency") {
     state.outputLatency = message.outputLatency || 0;
+  } else if (message.type === "talk") {
+    talkControl(message.action);
+  } else if (message.type === "talk-port") {
+    state.talk.port = message.port;
+    state.talk.inputLatency = message.inputLatency || 0;
+    message.port.onmessage = (e) => sendTalkFrame(e.data);
   } else if (message.type === "close") {
     state.closed = true;
     if (state.socket) state.socket.close();
@@ -110,9 +118,16 @@ function connect() {
   socket.binaryType = "arraybuffer";
   state.socket = socket;
   socket.onopen = () => { state.stats.connected = true; state.retry = 0; };
-  socket.onmessage = (event) => onMessage(new Uint8Array(event.data));
+  socket.onmessage = (event) => {
+    if (typeof event.data === "string") onText(event.data);
+    else onMessage(new Uint8Array(event.data));
+  };
   socket.onclose = () => {
     state.stats.connected = false;
+    if (state.talk.granted || state.talk.requested) {
+      state.talk.granted = state.talk.requested = false;
+      self.postMessage({ type: "talk", state: "error", reason: "the connection to the server was lost" });
+    }
     if (state.closed) return;
     state.retry = Math.min(5000, state.retry * 2 || 250);
     setTimeout(connect, state.retry);
@@ -128,6 +143,65 @@ function onMessage(bytes) {
   if (!track) return;
   if (track.kind === "video") onVideo(frame);
   else onAudio(frame, track);
+}
+
+// Talk -------------------------------------------------------------------------------------------
+// The page asks to start or stop; the server answers (granted, busy, unavailable, stopped, error)
+// and tells everyone who is talking. Microphone frames from the capture worklet go out only while
+// talk is granted, each with its capture time on the wall clock.
+
+function talkControl(action) {
+  state.talk.requested = action === "start";
+  if (action === "stop") state.talk.granted = false;
+  const socket = state.socket;
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ type: "talk", action }));
+  } else if (action === "start") {
+    state.talk.requested = false;
+    self.postMessage({ type: "talk", state: "error", reason: "not connected to the server" });
+  }
+}
+
+function onText(text) {
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (message.type !== "talk") return;
+  if (message.state === "granted") {
+    state.talk.granted = state.talk.requested;
+    if (!state.talk.granted) talkControl("stop"); // let go before the answer came
+  } else if (message.state) {
+    state.talk.granted = state.talk.requested = false;
+  }
+  self.postMessage(message);
+}
+
+const TALK_HEADER = 24;
+
+function sendTalkFrame(frame) {
+  const socket = state.socket;
+  if (frame.type !== "frame" || !state.talk.granted || !socket || socket.readyState !== WebSocket.OPEN) return;
+  const now = Date.now();
+  // the frame was complete at context time `complete`, which is about now
+  const capturedMs = now - (frame.complete - frame.captured) * 1000 - state.talk.inputLatency * 1000;
+  const bytes = new Uint8Array(TALK_HEADER + frame.pcm.byteLength);
+  const view = new DataView(bytes.buffer);
+  view.setUint8(0, 3);
+  view.setUint8(1, 0);
+  view.setUint16(2, state.talk.sequence++ & 0xffff, true);
+  view.setUint32(4, frame.rate, true);
+  view.setFloat64(8, capturedMs * 1000, true);
+  view.setFloat64(16, now * 1000, true);
+  const pcm = new Int16Array(frame.pcm.buffer, frame.pcm.byteOffset, frame.pcm.length);
+  for (let i = 0; i < pcm.length; i++) view.setInt16(TALK_HEADER + 2 * i, pcm[i], true);
+  if (socket.bufferedAmount > 64 * 1024) { state.talk.dropped++; return; } // a stalled uplink: stay current
+  socket.send(bytes);
+  state.talk.sent++;
+  state.talk.captureMs.push(now - capturedMs);
+  if (state.talk.captureMs.length > 500) state.talk.captureMs.shift();
 }
 
 // Configuration ------------------------------------------------------------------------------------
@@ -516,6 +590,10 @@ function report() {
   }
   state.stats.underruns = underruns;
   state.stats.outputLatencyMs = +(state.outputLatency * 1000).toFixed(1);
+  state.stats.talkFramesSent = state.talk.sent;
+  state.stats.talkFramesDropped = state.talk.dropped;
+  state.stats.talkCaptureP50Ms = percentile(state.talk.captureMs, 50);
+  state.stats.talkCaptureP95Ms = percentile(state.talk.captureMs, 95);
   self.postMessage({ type: "stats", stats: { ...state.stats }, samples: fresh });
   fresh.avOffsets = [];
   fresh.latencies = [];

@@ -4,7 +4,7 @@
 // browser does when it plays an 8 kHz AudioBuffer) leaves images of every tone above the input
 // Nyquist frequency: the "metallic" sound. This filter is flat to 0.85 of the input Nyquist
 // (3.4 kHz for 8 kHz in) and rejects images by at least 90 dB, with 48 taps at the input rate:
-// a group delay of 23.5 input samples, 2.94 ms at 8 kHz. The ratio may change at any time (the
+// a group delay of 23.5 input samples, 2.94 ms at 8 kHz. It also downsamples (see the constructor). The ratio may change at any time (the
 // player's inaudible rate trims); 512 phases interpolated linearly give any fractional position.
 // Nothing here allocates after construction: process() only reads and writes preallocated arrays.
 
@@ -47,17 +47,20 @@ export function designKernel({ taps = TAPS, phases = PHASES, beta = 9.5, cutoff 
 export class PolyphaseResampler {
   /**
    * inRate/outRate in Hz. `maxInput` bounds the samples pushed between two process() calls.
+   * Downsampling (the talk microphone, 48 kHz to 8 kHz) scales the filter to the output's Nyquist
+   * frequency, with proportionally more taps: the same flatness and rejection, now of aliases.
    */
   constructor(inRate, outRate, { maxInput = 8192 } = {}) {
     this.inRate = inRate;
     this.outRate = outRate;
-    this.taps = TAPS;
+    const cutoff = Math.min(1, outRate / inRate);
+    this.taps = 2 * Math.ceil(TAPS / cutoff / 2);
     this.phases = PHASES;
-    this.kernel = new Float32Array(designKernel());
-    this.buffer = new Float32Array(TAPS + maxInput + 8);
-    this.length = TAPS - 1; // starts with a history of silence
+    this.kernel = new Float32Array(designKernel({ taps: this.taps, cutoff }));
+    this.buffer = new Float32Array(this.taps + maxInput + 8);
+    this.length = this.taps - 1; // starts with a history of silence
     this.position = 0; // fractional index of the next output's first tap in `buffer`
-    this.delaySeconds = (TAPS / 2 - 0.5) / inRate;
+    this.delaySeconds = (this.taps / 2 - 0.5) / inRate;
   }
 
   /** Input samples still needed to produce `count` outputs at `step` input samples per output. */

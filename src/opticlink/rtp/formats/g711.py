@@ -62,6 +62,11 @@ class G711Packetizer:
             del self._pending[:size]
         return out
 
+    @property
+    def pending_samples(self) -> int:
+        """Samples pushed but not yet in a packet."""
+        return len(self._pending)
+
     def flush(self) -> list[bytes]:
         """The remaining samples as a last, shorter packet."""
         if not self._pending:

@@ -49,6 +49,11 @@ class L16Packetizer:
         self.timestamp = timestamp & 0xFFFFFFFF
         self._pending = bytearray()
 
+    @property
+    def pending_samples(self) -> int:
+        """Samples pushed but not yet in a packet."""
+        return len(self._pending) // self.frame_bytes
+
     def flush(self) -> list[bytes]:
         if not self._pending:
             return []
@@ -58,6 +63,10 @@ class L16Packetizer:
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + len(payload) // self.frame_bytes) & 0xFFFFFFFF
         return [packet]
+
+    def skip(self, samples: int) -> None:
+        """Advance the timestamp over silence that is not sent (talk paused)."""
+        self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
 
     def push(self, big_endian_pcm: bytes) -> list[bytes]:
         self._pending += big_endian_pcm
