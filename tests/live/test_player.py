@@ -159,7 +159,7 @@ async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
             viewers = (await client.get(f"{base}/api/cameras/cam1")).json()["viewers"]
         await slow.close()
     assert fast["framesShown"] - shown_then > 150, fast  # 8 s at 25 fps, minus nothing much
-    assert fast["underruns"] == 0, fast
+    assert fast["underruns"] <= 1, fast  # a stalled fast viewer would run dry again and again
     stalled = max(viewers, key=lambda v: v["dropped_video"])
     assert stalled["dropped_video"] > 50, viewers  # the slow one lost video, nobody waited for it
 

@@ -189,6 +189,38 @@ async def test_bad_talk_frames_are_refused_and_logged_and_talk_and_live_survive(
     assert received >= 9 * 160
 
 
+async def test_half_duplex_mutes_the_camera_to_the_talker_alone_while_talking():
+    def counter(counts: dict[str, int], ws):  # type: ignore[no-untyped-def]
+        async def count() -> None:
+            async for message in ws:
+                if isinstance(message, bytes) and message[0] == 2:
+                    counts["audio" if message[1] == 1 else "video"] += 1
+        return asyncio.create_task(count())
+
+    async with SimulatorServer([small_camera("cam1")], port=0) as sim, \
+            await _service(sim, half_duplex=True) as (_, base):
+        url = base.replace("http", "ws") + "/api/cameras/cam1/live"
+        async with _connect(url + "?name=Alice") as alice, _connect(url + "?name=Bob") as bob:
+            heard = {"Alice": {"audio": 0, "video": 0}, "Bob": {"audio": 0, "video": 0}}
+            await alice.send(json.dumps({"type": "talk", "action": "start"}))
+            assert (await _answer(alice))["state"] == "granted"
+            tasks = [counter(heard["Alice"], alice), counter(heard["Bob"], bob)]
+            await asyncio.sleep(0.3)  # what was queued before the grant has gone out
+            for counts in heard.values():
+                counts.update(audio=0, video=0)
+            await asyncio.sleep(1.5)
+            talking = {name: dict(counts) for name, counts in heard.items()}
+            await alice.send(json.dumps({"type": "talk", "action": "stop"}))
+            await asyncio.sleep(0.3)
+            heard["Alice"].update(audio=0, video=0)
+            await asyncio.sleep(1.0)
+            for task in tasks:
+                task.cancel()
+    assert talking["Alice"]["audio"] == 0 and talking["Alice"]["video"] > 10  # the talker sees, does not hear
+    assert talking["Bob"]["audio"] > 40  # everyone else hears the camera
+    assert heard["Alice"]["audio"] > 25  # and the talker hears it again once done
+
+
 async def test_an_idle_backchannel_closes_unless_the_camera_keeps_it_open():
     async with SimulatorServer([small_camera("cam1")], port=0) as sim:
         closing = TalkSession("cam1", ClientConfig(sim.url("cam1")), idle_close=0.3)
