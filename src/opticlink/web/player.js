@@ -232,10 +232,9 @@ export class OpticlinkPlayer extends HTMLElement {
       busy: () => `${message.talker} is talking: wait until they finish`,
       unavailable: () => `talk is unavailable: ${message.reason}`,
       error: () => `talk stopped: ${message.reason}`,
-      stopped: () => "",
     };
     this.stopTalk(false);
-    this.talkMessage((reasons[message.state] || (() => ""))());
+    if (reasons[message.state]) this.talkMessage(reasons[message.state]()); // "stopped" keeps what was said
   }
 
   async startCapture(stream, rate) {
