@@ -58,6 +58,7 @@ def profiles(quick: bool) -> list[tuple[str, Faults]]:
         "no-reports": {"sender_reports": "absent"},
         "camera-audio-offset-80ms": {"av_offset_ms": 80.0},
         "wall-clock-skew-50ppm": {"wall_skew_ppm": 50.0},
+        "no-rtp-info": {"rtp_info": False},
     }
     for j, (name, changes) in enumerate(extra.items()):
         faults = Faults(**{**asdict(hard), **changes, "seed": 500 + j})

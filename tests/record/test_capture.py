@@ -5,7 +5,9 @@ import json
 import os
 import sys
 
+import av
 import av_drift_detector as avd
+import numpy as np
 import pytest
 
 from opticlink.record.mkv import MatroskaWriter
@@ -51,6 +53,26 @@ def test_replayed_skewed_jittery_camera_written_by_us_measures_the_clips_own_off
         # the audio after each loss stays where it belongs
         assert written.audio_inserted > 0 and summary["measured"] >= 0.9 * summary["frames"]
         assert summary["median_ms"] == pytest.approx(EXPECTED_MS, abs=1.5)
+
+
+def test_video_times_keep_their_average_in_millisecond_matroska(drift_clip, tmp_path):
+    spec = camera("c", clip=drift_clip, bitrate=600_000)
+    rec = record(Faults(seed=3), 12, ordered=True, video=spec.video, audio=spec.audio, keep_data=True)
+    engine, writer = SyncEngine(rec.tracks, epoch=0.0), MatroskaWriter(tmp_path / "v.mkv")
+    exact = []
+    for event in rec.events:
+        if event[0] == "unit" and event[1] == 0:
+            frame = engine.push_unit(event[1], event[2], event[3])
+            frame.pts_us = 1_000_000 + round(len(exact) * 40_013.0)  # drifts across the millisecond grid
+            exact.append(frame.pts_us / 1000)
+            writer.write(frame)
+    writer.close()
+    with av.open(str(tmp_path / "v.mkv")) as container:
+        written = np.array([p.pts for p in container.demux(video=0) if p.pts is not None], float)
+    error = written - (np.array(exact[: len(written)]) - exact[0])
+    assert len(written) >= 250 and np.abs(error).max() <= 1.0
+    blocks = error[: len(error) // 25 * 25].reshape(-1, 25).mean(axis=1)
+    assert np.abs(blocks).max() <= 0.1  # rounding each frame alone wanders up to ±0.5 ms a second
 
 
 async def run(*args: str) -> tuple[int, str, str]:

@@ -60,6 +60,18 @@ def test_before_the_first_report_arrival_timing_is_within_40_ms_and_the_first_re
     assert np.abs(after).max() <= 5.0
 
 
+@pytest.mark.parametrize("seed", [20, 22])
+def test_rtp_info_aligns_the_tracks_before_any_report(seed):
+    def mean_error(rtp_info: bool) -> float:
+        rec = record(Faults(jitter_ms=40, sender_reports="absent", rtp_info=rtp_info, seed=seed), 20, ordered=True)
+        tv, av = av_series(rec, place_with_engine(rec))
+        return float(np.abs(av[(tv > 0.5) & (tv < 5)]).mean())
+
+    # big video frames queue behind audio: arrival timing alone puts video ~10 ms late
+    assert mean_error(False) > 5.0
+    assert mean_error(True) < 1.0
+
+
 def test_corrections_are_slewed_never_stepped():
     _, s, _ = run(Faults(audio_skew_ppm=300, jitter_ms=60, loss_pct=2, sender_reports="late", sr_late_s=15,
                          seed=4), 120)
@@ -83,6 +95,7 @@ def test_camera_reboot_reanchors_both_tracks_and_sync_returns():
     assert [t.reanchors for t in engine.stats().tracks] == [1, 1]
     tv, av = av_series(rec, place_with_engine(rec))
     assert np.abs(av[(tv > 63)]).max() <= 5.0
+    assert np.abs(av[tv > 2]).max() <= 15.0  # video follows the restarted audio at once
     assert s.max_step_ms["audio"] <= 1.0
 
 

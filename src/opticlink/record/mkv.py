@@ -1,10 +1,11 @@
 """Timed frames to Matroska: video copied, audio as 16-bit PCM that follows the timeline.
 
-Frames keep the sync engine's presentation times, so any player or analysis tool sees our
-alignment. Video is copied as received (Annex B in; FFmpeg's muxer writes avcC/hvcC). Audio is
-decoded and written as PCM through a `TimelineResampler`, so its samples sit where the timeline
-puts them even when the camera's audio clock is skewed (G.711 cannot go in MP4, and Matroska's
-PCM is what every tool reads). The file starts at the first video keyframe.
+Frames keep the sync engine's presentation times (video to Matroska's millisecond, with the
+rounding error carried from frame to frame), so any player or analysis tool sees our alignment.
+Video is copied as received (Annex B in; FFmpeg's muxer writes avcC/hvcC). Audio is decoded and
+written as PCM through a `TimelineResampler`, so its samples sit where the timeline puts them
+even when the camera's audio clock is skewed (G.711 cannot go in MP4, and Matroska's PCM is what
+every tool reads). The file starts at the first video keyframe.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class MatroskaWriter:
         self._resampler: TimelineResampler | None = None
         self._start_us: int | None = None
         self._last_video_ms = -1
+        self._video_residual = 0.0
         self._samples_out = 0
 
     def write(self, frame: MediaFrame) -> None:
@@ -127,7 +129,12 @@ class MatroskaWriter:
             self.summary.dropped_before_keyframe += 1
             return
         if frame.track == self._video_track and self._video is not None:
-            ms = round((frame.pts_us - self._start_us) / 1000)
+            # Matroska counts in milliseconds. Rounding each frame alone would leave an error that
+            # wanders slowly as the timeline drifts past the grid (a false skew of several ppm over
+            # a minute); carrying the rounding error to the next frame keeps the average exact.
+            exact = (frame.pts_us - self._start_us) / 1000 + self._video_residual
+            ms = round(exact)
+            self._video_residual = max(-0.5, min(0.5, exact - ms))
             if ms <= self._last_video_ms:
                 ms = self._last_video_ms + 1
                 self.summary.pts_fixes += 1

@@ -26,6 +26,7 @@ class Faults:
     timestamp_jump_at_s: float | None = None  # both tracks' timestamps jump, SSRC unchanged
     drop_at_s: float | None = None  # the camera closes the connection
     stall_at_s: float | None = None  # the camera stops sending but keeps the connection
+    rtp_info: bool = True  # PLAY answers with each track's RTP time at the start (most cameras do)
     seed: int = 1
 
     @property
@@ -48,6 +49,10 @@ class Faults:
                 if value not in ("normal", "absent", "late", "frozen", "jumping"):
                     raise ValueError(f"sender_reports must be normal/absent/late/frozen/jumping, not {value!r}")
                 setattr(faults, key, value)
+            elif key == "rtp_info":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"rtp_info must be true or false, not {value!r}")
+                faults.rtp_info = value.lower() in ("true", "1", "yes")
             elif key == "seed":
                 setattr(faults, key, int(value))
             else:

@@ -51,6 +51,7 @@ class Recording:
     truth: list[float] = field(default_factory=list)
     first_report: float | None = None
     av_offset: float = 0.0
+    rtp_info: dict[int, int] = field(default_factory=dict)  # PLAY's RTP-Info rtptime per track
 
 
 def record(faults: Faults, seconds: float, *, ordered: bool = False, video: VideoClip | None = None,
@@ -66,6 +67,8 @@ def record(faults: Faults, seconds: float, *, ordered: bool = False, video: Vide
     infos = [TrackInfo(i, t.kind, t.format.clock_rate) for i, t in enumerate(model.tracks)]
     receivers = [TrackReceiver(t.format, max_wait=max(0.03, faults.jitter_ms / 1000 * 1.2)) for t in model.tracks]
     rec = Recording(infos, av_offset=faults.av_offset_ms / 1000)
+    if faults.rtp_info:
+        rec.rtp_info = {i: t.segment.ts_at(0.0) & 0xFFFFFFFF for i, t in enumerate(model.tracks)}
     events, truth = rec.events, rec.truth
     capture = model.capture_time
 
@@ -109,6 +112,7 @@ def place_with_engine(rec: Recording, audio_offset_ms: float | None = None) -> n
     """Presentation times (seconds) our engine gives each unit, in event order."""
     offset = rec.av_offset * 1000 if audio_offset_ms is None else audio_offset_ms
     engine = SyncEngine(rec.tracks, epoch=0.0, audio_offset_ms=offset)
+    engine.on_play(rec.rtp_info, None)
     out = np.empty(len(rec.truth))
     reanchored = np.zeros(len(rec.truth), bool)
     i = 0
@@ -159,11 +163,12 @@ class Score:
     settled: dict[str, float]  # from 2 s after the first report
     max_step_ms: dict[str, float]  # per kind; video after its first VIDEO_STARTUP seconds
     reanchor_step_ms: dict[str, float]  # per kind, at units the engine flagged as re-anchored
+    after_restart: dict[str, float] = field(default_factory=dict)  # 2 s from each re-anchor (a new stream)
 
     def as_dict(self) -> dict[str, object]:
         return {"before_first_report": self.before_report, "after_first_report": self.after_report,
                 "from_2s_after_first_report": self.settled, "max_step_ms": self.max_step_ms,
-                "reanchor_step_ms": self.reanchor_step_ms}
+                "reanchor_step_ms": self.reanchor_step_ms, "within_2s_of_restart": self.after_restart}
 
 
 def _summary(errors: np.ndarray) -> dict[str, float]:
@@ -176,10 +181,12 @@ def _summary(errors: np.ndarray) -> dict[str, float]:
 
 def score(rec: Recording, pts: np.ndarray, reanchored: np.ndarray | None = None) -> Score:
     """A/V error at every video frame: audio's timeline error (interpolated at the frame's true
-    capture time) minus video's. Steps: the largest change of a track's error between
-    consecutive units of a track (video from its first `VIDEO_STARTUP` seconds on, where it may
-    follow the audio at once), excluding gaps of over a second; steps into units in `reanchored`
-    (the camera restarted its stream there) are reported apart."""
+    capture time) minus video's. "Settled" is from 2 s after the first report, leaving out the
+    2 s after each re-anchor (a rebooted camera's new stream converges afresh; reported apart).
+    Steps: the largest change of a track's error between consecutive units of a track (video
+    from its first `VIDEO_STARTUP` seconds on, where it may follow the audio at once), excluding
+    gaps of over a second; steps into units in `reanchored` (the camera restarted its stream
+    there) are reported apart."""
     tracks = np.array([e[1] for e in rec.events if e[0] == "unit"])
     truth = np.asarray(rec.truth)
     error = pts - truth
@@ -211,5 +218,10 @@ def score(rec: Recording, pts: np.ndarray, reanchored: np.ndarray | None = None)
     tv, ev = tv[inside], ev[inside]
     av = (np.interp(tv, ta, ea) - ev) * 1000
     first = rec.first_report if rec.first_report is not None else float("inf")
-    return Score(_summary(av[tv < first]), _summary(av[tv >= first]), _summary(av[tv >= first + 2.0]), steps,
-                 reanchor_steps)
+    settled = tv >= first + 2.0
+    restarts = truth[flagged]
+    near_restart = np.zeros(len(tv), bool)
+    for when in restarts:
+        near_restart |= (tv >= when) & (tv < when + 2.0)
+    return Score(_summary(av[tv < first]), _summary(av[tv >= first]), _summary(av[settled & ~near_restart]), steps,
+                 reanchor_steps, _summary(av[near_restart]))

@@ -408,7 +408,10 @@ class _Connection(asyncio.Protocol):
                 continue
             segment = track.segment
             url = f"rtsp://{host}:{port}/{spec.name}/trackID={index}"
-            parts.append(f"url={url};seq={track.sequence};rtptime={segment.ts_at(now) & 0xFFFFFFFF}")
+            if spec.faults.rtp_info:
+                parts.append(f"url={url};seq={track.sequence};rtptime={segment.ts_at(now) & 0xFFFFFFFF}")
+            else:
+                parts.append(f"url={url};seq={track.sequence}")
         return ",".join(parts)
 
 

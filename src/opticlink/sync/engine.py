@@ -17,8 +17,8 @@ mapping plus a correction, and every change of the mapping goes into the correct
 decays: audio (the master clock) by at most 0.5 ms per second (0.05 %, inaudible, and slow enough
 that a recording's audio is never audibly stretched), video towards the
 audio's correction by at most 40 ms per second (invisible), so a change of A/V alignment is
-applied by moving video while the audio plays on. In a video track's first half second, before
-a player has shown much of it, video takes the audio's correction at once. Corrections beyond
+applied by moving video while the audio plays on. In a video track's first half second (and the
+first half second after it re-anchors), video takes the audio's correction at once. Corrections beyond
 1 s are applied at once.
 
 Timestamp wrap is unwrapped; an SSRC change or a timestamp jump (a camera reboot) re-anchors
@@ -48,6 +48,7 @@ JUMP_BEHIND = 10.0  # ... this long after, three units in a row: timestamps jump
 JUMP_IMPOSSIBLE = 60.0  # ... this long after, at once: no network holds media for a minute
 DELAY_FLOOR_RISE = 0.001  # seconds per second the remembered delay floor may rise
 STALE_REPORT = 10.0  # seconds a report's RTP time may be from the track's current media time
+PLAY_ALIGN_SPAN = 5.0  # seconds of media after PLAY in which RTP-Info aligns a track to the master
 
 Source = Literal["arrival", "rtcp", "fallback"]
 
@@ -99,6 +100,8 @@ class _Track:
         self.reports = ReportMapping(info.clock_rate)
         self.pending: dict[int, list[SenderReportInfo]] = {}
         self.play_anchor: tuple[int, float] | None = None
+        self.play_rtptime: int | None = None  # RTP-Info: this track's RTP time at the play start
+        self.bias_from_reports = False
         self.mode: Source = "arrival"
         self.fallback_reason: str | None = None
         self.fallback_until = 0.0
@@ -127,6 +130,8 @@ class _Track:
 
     def restart(self, keep_fallback: bool) -> None:
         self.resume_at = self.delay_floor
+        self.play_rtptime = None
+        self.started = None  # a restarted video track follows the audio at once again
         self.floor.reset()
         self.reports.reset()
         self.last_ts = self.last_target = None
@@ -156,15 +161,18 @@ class SyncEngine:
     # Inputs -------------------------------------------------------------------------------------
 
     def on_play(self, rtptimes: dict[int, int], clock_start: float | None) -> None:
-        """PLAY's RTP-Info and `Range: clock=`: with an absolute start, a first mapping per track.
+        """PLAY's RTP-Info, and `Range: clock=` when the camera gives one.
 
-        RTP-Info without an absolute clock only says where each stream starts, not when; it is
-        not used for timing."""
-        if clock_start is None:
-            return
+        Every track's `rtptime` is its RTP time at the same instant (the start of the range), so
+        before a track has Sender Reports of its own its arrival mapping is aligned to the
+        master's through them, for the first `PLAY_ALIGN_SPAN` seconds (the tracks' clocks drift
+        apart by their skew after that; each track's floor follows its own). With an absolute
+        start, they are also a first mapping to the camera's wall clock."""
         for index, rtptime in rtptimes.items():
             if index in self.tracks:
-                self.tracks[index].play_anchor = (rtptime, clock_start)
+                self.tracks[index].play_rtptime = rtptime & 0xFFFFFFFF
+                if clock_start is not None:
+                    self.tracks[index].play_anchor = (rtptime, clock_start)
 
     def push_sender_report(self, info: SenderReportInfo) -> None:
         track = self.tracks.get(info.track)
@@ -216,6 +224,8 @@ class SyncEngine:
             wall = track.reports.wall_at(ts)
             self.wall_floor.add(wall, unit.arrival - wall - duration)
             self._learn_bias(track, ts)
+        elif not track.bias_from_reports:
+            self._align_to_master(track, ts)
         target = self._target(track, ts)
         if track.resume_at is not None:
             # first unit after a re-anchor: it arrived with the delay floor the track had before
@@ -267,6 +277,23 @@ class SyncEngine:
         reported = self._report_target(track, ts)
         if reported is not None:
             track.bias = self._arrival_target(track, ts) - reported
+            track.bias_from_reports = True
+
+    def _align_to_master(self, track: _Track, ts: int) -> None:
+        """Before a track has reports: its bias from the master's mapping at the same instant,
+        the instant given by RTP-Info (a video encoder's delay or a big frame's queueing would
+        otherwise put it tens of milliseconds off the audio until its first report)."""
+        master = self.master
+        if master is None or master is track or track.play_rtptime is None or master.play_rtptime is None:
+            return
+        if master.last_ts is None or not (master.floor.ready or (master.mode == "rtcp" and master.reports.ready)):
+            return
+        ticks = _signed32(ts - track.play_rtptime)
+        if ticks > PLAY_ALIGN_SPAN * track.rate or ticks < 0:
+            return
+        master_ts = master.unwrap((master.play_rtptime + round(ticks * master.rate / track.rate)) & 0xFFFFFFFF)
+        own = self.audio_offset if master.info.kind == "audio" else 0.0
+        track.bias = self._arrival_target(track, ts) - (self._target(master, master_ts) - own)
 
     def _slew(self, track: _Track, ts: int, target: float, now: float) -> None:
         if track.last_ts is not None and track.last_target is not None:
@@ -278,7 +305,7 @@ class SyncEngine:
         if track is master or master is None:
             goal, rate = 0.0, (SOLO_VIDEO_SLEW if self._solo_video else MASTER_SLEW)
         else:
-            goal, rate = master.offset, VIDEO_SLEW
+            goal, rate = self._pending_offset(master), VIDEO_SLEW
             if now - track.started < VIDEO_STARTUP:
                 track.offset = goal
                 return
@@ -289,6 +316,13 @@ class SyncEngine:
             return
         step = rate * elapsed
         track.offset += max(-step, min(step, gap))
+
+    def _pending_offset(self, track: _Track) -> float:
+        """The track's offset as its next unit will have it: with the change of its mapping since
+        its last unit taken in, so a follower sees a new report at once, not a unit later."""
+        if track.last_ts is None or track.last_target is None:
+            return track.offset
+        return track.offset - (self._target(track, track.last_ts) - track.last_target)
 
     # Reports ------------------------------------------------------------------------------------
 
@@ -363,3 +397,8 @@ class SyncEngine:
         if self.wall_floor.ready and self.wall_floor.samples > 100:
             out.wall_skew_ppm = round(self.wall_floor.slope * 1e6, 2)
         return out
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - 0x100000000 if value >= 0x80000000 else value
