@@ -26,7 +26,11 @@ READ_STATS = """() => {
   const s = player.stats || {};
   const samples = player.takeSamples ? player.takeSamples() : {avOffsets: [], latencies: []};
   return {underruns: s.underruns ?? null, shown: s.framesShown ?? 0, avOffsets: samples.avOffsets,
-          latencies: samples.latencies, bufferMs: s.bufferMs ?? null, blocked: window.blocked};
+          latencies: samples.latencies, bufferMs: s.bufferMs ?? null, blocked: window.blocked,
+          underrunTimes: s.underrunTimes ?? null, targetBufferMs: s.targetBufferMs ?? null,
+          outputLatencyMs: s.outputLatencyMs ?? null, dropped: s.framesDropped ?? null,
+          presentation: s.presentation ?? null, videoArrivalMs: s.videoArrivalMs ?? null,
+          audioArrivalMs: s.audioArrivalMs ?? null};
 }"""
 
 
@@ -58,8 +62,12 @@ async def play(url: str, seconds: float) -> dict[str, object]:
             offsets += stats["avOffsets"]
             latencies += stats["latencies"]
         await browser.close()
-    return {"underruns": stats.get("underruns"), "frames_shown": stats.get("shown"),
+    return {"underruns": stats.get("underruns"), "underrun_times_s": stats.get("underrunTimes"),
+            "frames_shown": stats.get("shown"), "frames_dropped": stats.get("dropped"),
             "main_thread_blocks": stats.get("blocked"), "audio_buffer_ms": stats.get("bufferMs"),
+            "target_buffer_ms": stats.get("targetBufferMs"), "output_latency_ms": stats.get("outputLatencyMs"),
+            "presentation": stats.get("presentation"),
+            "capture_to_worker_ms": {"video": stats.get("videoArrivalMs"), "audio": stats.get("audioArrivalMs")},
             "av_offset_at_presentation_ms": summary(offsets, absolute=True),
             "capture_to_presentation_ms": summary(latencies)}
 
@@ -76,7 +84,8 @@ async def _started(*args: str) -> tuple[asyncio.subprocess.Process, str]:
     return proc, re.search(r"(https?|rtsp)://\S+", line).group(0)
 
 
-async def camera_case(name: str, faults: str, seconds: float) -> dict[str, object]:
+async def camera_case(name: str, faults: str, seconds: float,
+                      players: tuple[str, ...] = ("ours", "baseline")) -> dict[str, object]:
     """The camera (`opticlink sim`) and the service (`opticlink serve`) run as their own processes."""
     import tempfile
     from pathlib import Path
@@ -88,7 +97,7 @@ async def camera_case(name: str, faults: str, seconds: float) -> dict[str, objec
     try:
         await asyncio.sleep(3)  # the camera session settles
         out: dict[str, object] = {"camera": name, "faults": faults}
-        for player in ("ours", "baseline"):
+        for player in players:
             print(f"{name}: {player} player, {seconds:g} s, main thread blocked 100 ms / 300 ms",
                   file=sys.stderr, flush=True)
             out[player] = await play(f"{base}/static/bench/live.html?camera=cam&player={player}&block=1", seconds)
@@ -166,17 +175,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--viewers", type=int, default=16)
+    parser.add_argument("--players", default="ours,baseline", help="which players (default both)")
+    parser.add_argument("--cases", default="skewed-jittery,clean,hub", help="which cases (default all)")
     parser.add_argument("--viewers-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("url", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.viewers_child:
         await _viewers(args.url, args.viewers_child, args.seconds)
         return
-    report = {"benchmark": "live",
-              "targets": {"underruns_ours": 0, "av_offset_p99_ms": 20, "latency_p95_ms": 100, "hub_p99_ms": 2},
-              "cameras": [await camera_case("skewed-jittery", "audio_skew_ppm=300,jitter_ms=40", args.seconds),
-                          await camera_case("clean", "", args.seconds)],
-              "hub": await hub_case(args.viewers, min(args.seconds, 30.0))}
+    players, cases = tuple(args.players.split(",")), args.cases.split(",")
+    report: dict[str, object] = {"benchmark": "live", "targets": {"underruns_ours": 0, "av_offset_p99_ms": 20,
+                                                                  "latency_p95_ms": 100, "hub_p99_ms": 2},
+                                 "cameras": []}
+    for name, faults in (("skewed-jittery", "audio_skew_ppm=300,jitter_ms=40"), ("clean", "")):
+        if name in cases:
+            report["cameras"].append(await camera_case(name, faults, args.seconds, players))  # type: ignore[union-attr]
+    if "hub" in cases:
+        report["hub"] = await hub_case(args.viewers, min(args.seconds, 30.0))
     print(json.dumps(report, indent=2))
 
 

@@ -113,3 +113,10 @@ def test_network_model_loses_reorders_and_keeps_tcp_order(media):
     tcp.deliver(emissions)
     out = tcp.arrivals(1e9)
     assert [d.emission for d in out] == emissions
+
+
+def test_faults_parse_rtp_info_and_refuse_nonsense():
+    assert Faults.parse("rtp_info=false,jitter_ms=5").rtp_info is False
+    assert Faults.parse("jitter_ms=5").rtp_info is True
+    with pytest.raises(ValueError, match="rtp_info"):
+        Faults.parse("rtp_info=maybe")

@@ -177,23 +177,31 @@ class CameraModel:
         seg = track.segment
         return seg.time_at(seg.ts0 + (track.units + 1) * self.audio_samples) + seg.offset + 0.001
 
+    def _next_event(self) -> tuple[float, str]:
+        f = self.faults
+        candidates: list[tuple[float, str]] = []
+        if self.video is not None:
+            candidates.append((self._next_video(), "video"))
+        if self.audio is not None:
+            candidates.append((self._next_audio(), "audio"))
+        candidates.append((self._next_sr, "sr"))
+        if f.reboot_at_s is not None and not self._reboot_done:
+            candidates.append((self.start + f.reboot_at_s, "reboot"))
+        if f.timestamp_jump_at_s is not None and not self._jump_done:
+            candidates.append((self.start + f.timestamp_jump_at_s, "jump"))
+        return min(candidates)
+
+    def next_send(self) -> float:
+        """True time of the camera's next emission (a real-time server wakes up for it)."""
+        return self._next_event()[0]
+
     def advance(self, now: float) -> list[Emission]:
         """Everything sent up to true time `now`, in sending order."""
         out: list[Emission] = []
         f = self.faults
         self.now = max(self.now, now)
         while True:
-            candidates: list[tuple[float, str]] = []
-            if self.video is not None:
-                candidates.append((self._next_video(), "video"))
-            if self.audio is not None:
-                candidates.append((self._next_audio(), "audio"))
-            candidates.append((self._next_sr, "sr"))
-            if f.reboot_at_s is not None and not self._reboot_done:
-                candidates.append((self.start + f.reboot_at_s, "reboot"))
-            if f.timestamp_jump_at_s is not None and not self._jump_done:
-                candidates.append((self.start + f.timestamp_jump_at_s, "jump"))
-            when, what = min(candidates)
+            when, what = self._next_event()
             if when > now:
                 return out
             stalled = f.stall_at_s is not None and when >= self.start + f.stall_at_s

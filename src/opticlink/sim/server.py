@@ -162,7 +162,7 @@ class SimSession:
                 batch = self.network.arrivals(now)
                 if batch:
                     self._send([d.emission for d in batch])
-                wake = now + 0.005
+                wake = min(now + 0.005, self.model.next_send())
                 upcoming = self.network.next_arrival()
                 if upcoming is not None:
                     wake = min(wake, upcoming)

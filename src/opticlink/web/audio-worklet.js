@@ -11,6 +11,7 @@ import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 
 const RING_CAPACITY = 1 << 16;
 const SCRATCH = 4096;
+const FADE_SECONDS = 0.005; // a skip (hard re-sync) crossfades this long, so it does not click
 
 class OpticlinkAudioProcessor extends AudioWorkletProcessor {
   constructor(options) {
@@ -25,6 +26,8 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
     }
     this.ring.set(CONTROL.OUTPUT_RATE, sampleRate);
     this.scratch = new Float32Array(SCRATCH);
+    this.fadeFrom = new Float32Array(1024);
+    this.fadeTo = new Float32Array(1024);
     this.resampler = null;
     this.rate = 0;
     this.generation = -1;
@@ -63,8 +66,9 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
     if (this.resampler === null) return this.silence(output);
     const skip = ring.get(CONTROL.SKIP);
     if (skip > 0) {
-      ring.skip(skip);
       ring.add(CONTROL.SKIP, -skip);
+      if (this.playing) this.skipFaded(skip);
+      else ring.skip(skip);
     }
     if (!this.playing) {
       if (ring.available() < Math.max(1, ring.get(CONTROL.START_AT))) return this.silence(output);
@@ -75,12 +79,7 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
     const resampler = this.resampler;
     const need = Math.min(resampler.needed(out.length, step), SCRATCH);
     const got = ring.read(this.scratch, 0, need);
-    const format = ring.get(CONTROL.FORMAT);
-    if (format !== FORMATS.float) {
-      const table = format === FORMATS.pcma ? ALAW : ULAW;
-      const scratch = this.scratch;
-      for (let i = 0; i < got; i++) scratch[i] = table[scratch[i] & 0xff];
-    }
+    this.decode(this.scratch, got);
     resampler.push(this.scratch, 0, got);
     const written = resampler.process(out, out.length, step);
     if (written < out.length) {
@@ -99,6 +98,38 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
       this.channel.postMessage({ type: "state", control: this.ring.control.slice(0, CONTROL.SIZE) });
     }
     return true;
+  }
+
+  /** G.711 codes to samples, in place (float input is left as it is). */
+  decode(samples, count) {
+    const format = this.ring.get(CONTROL.FORMAT);
+    if (format === FORMATS.float) return;
+    const table = format === FORMATS.pcma ? ALAW : ULAW;
+    for (let i = 0; i < count; i++) samples[i] = table[samples[i] & 0xff];
+  }
+
+  /**
+   * Drop `count` samples, crossfading from the sound before the cut into the sound after it (equal
+   * power, `FADE_SECONDS`): the stream loses exactly `count` samples and the ear hears no click.
+   */
+  skipFaded(count) {
+    const ring = this.ring;
+    const fade = Math.min(this.fadeFrom.length, Math.round(this.rate * FADE_SECONDS));
+    if (ring.available() < count + fade || count < fade) {
+      ring.skip(count);
+      return;
+    }
+    const from = this.fadeFrom, to = this.fadeTo;
+    ring.read(from, 0, fade);
+    ring.skip(count - fade);
+    ring.read(to, 0, fade);
+    this.decode(from, fade);
+    this.decode(to, fade);
+    for (let i = 0; i < fade; i++) {
+      const w = ((i + 0.5) / fade) * (Math.PI / 2);
+      from[i] = from[i] * Math.cos(w) + to[i] * Math.sin(w);
+    }
+    this.resampler.push(from, 0, fade);
   }
 
   silence(output) {

@@ -9,7 +9,12 @@
 // leaves 128 ms between arrivals) plus the latest any audio frame arrived, compared with the
 // earliest, over about ten seconds, plus 10 ms, and 40 ms at least. Each underrun adds 20 ms of
 // safety that fades over a minute. The buffer is held at its target by rate trims of at most
-// 0.5 %, with a hard re-sync only when 150 ms over it.
+// 0.5 %, with a hard re-sync (a crossfaded skip) only when 150 ms over it. The first second of
+// a view is different: the page is loading and the current group of pictures arrives in a burst,
+// so sound that played at once would run dry. Audio starts after that second, with only the
+// target buffered (older samples are dropped before they are heard), and the lateness of that
+// second counts until the next second has measured the steady lateness; then a buffer still far
+// over its target skips down once rather than taking tens of seconds of 0.5 % trims to get there.
 import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 
@@ -19,16 +24,20 @@ const WATCHDOG_MS = 200;
 const HARD_RESYNC_MS = 150;
 const NO_AUDIO_MARGIN_MS = 40;
 const LATENESS_WINDOW = 512; // audio frames (about 10 s of 20 ms packets)
-const STARTUP_CUSHION_MS = 60; // buffered above the target before audio first starts, until lateness is known
+const WARMUP_US = 1_000_000; // from the first audio frame, before the sound starts
+const NOT_YET = 1 << 30; // a start level the ring never reaches
 const UNDERRUN_SAFETY_MS = 20; // added to the target by each underrun
 const SAFETY_FADE_MS_PER_S = 20 / 60; // and fading over a minute
 const LATENESS_KNOWN = 50; // frames of lateness measured before the target follows them
+const STARTUP_EXCESS_MS = 20; // over the target when the steady lateness is known: skip down once
+const TRIM_SPAN_MS = 20; // the full trim is applied this far from the target
+const LEVEL_SMOOTHING = 0.2; // the buffer level the trims follow: a running mean over about half a second
 
 const state = {
   url: null, socket: null, canvas: null, ctx2d: null, ring: null, port: null, portControl: null,
   outputLatency: 0, contextRate: 48000, retry: 0, closed: false,
   config: null, video: null, audio: null,
-  frames: [], wallOf: new Map(), waitingKey: true, period: 40000, noAudioLag: null,
+  frames: [], wallOf: new Map(), waitingKey: true, period: 40000, noAudioLag: null, underrunsTimed: 0,
   stats: null,
   hardware: "no-preference",
   talk: { requested: false, granted: false, port: null, inputLatency: 0, sequence: 0, sent: 0, dropped: 0,
@@ -38,7 +47,7 @@ const state = {
 function newStats() {
   return {
     framesReceived: 0, framesDecoded: 0, framesShown: 0, framesDropped: 0, lateDropped: 0, flushes: 0,
-    audioFrames: 0, underruns: 0, bufferMs: 0, targetBufferMs: TARGET_FLOOR_MS, trimPercent: 0, jitterMs: 0,
+    audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: TARGET_FLOOR_MS, trimPercent: 0, jitterMs: 0,
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
     videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, underrunTimes: [], presentation: "canvas",
@@ -262,7 +271,9 @@ function setupAudio(track) {
   const audio = { codec: track.codec, rate: track.sampleRate, channels: track.channels || 1, nextPts: null,
                   anchors: [], written: ctl(CONTROL.WRITE), earliest: null, earliestAt: 0, packetMs: 20,
                   safety: 0, underrunsSeen: ctl(CONTROL.UNDERRUNS), fit: newClockFit(),
-                  lateness: new Float64Array(LATENESS_WINDOW), latenessCount: 0, decoder: null, silence: 0 };
+                  lateness: new Float64Array(LATENESS_WINDOW), latenessCount: 0, decoder: null, silence: 0,
+                  warmup: true, warmupWorst: 0, firstAt: null, settled: false, level: null,
+                  pushed: 0 };
   let format = FORMATS.float;
   if (track.codec === "pcmu") { format = FORMATS.pcmu; audio.silence = 0xff; }
   else if (track.codec === "pcma") { format = FORMATS.pcma; audio.silence = 0xd5; }
@@ -283,7 +294,7 @@ function setupAudio(track) {
   state.audio = audio;
   setCtl(CONTROL.FORMAT, format);
   setCtl(CONTROL.RATE, track.sampleRate);
-  setCtl(CONTROL.START_AT, Math.round(((TARGET_FLOOR_MS + STARTUP_CUSHION_MS) / 1000) * track.sampleRate));
+  setCtl(CONTROL.START_AT, NOT_YET);
   setCtl(CONTROL.TRIM_PPM, 0);
   setCtl(CONTROL.GENERATION, ctl(CONTROL.GENERATION) + 1);
   audio.written = ctl(CONTROL.WRITE);
@@ -302,7 +313,22 @@ function onAudio(frame, track) {
   if (audio.earliest === null) audio.earliest = delay;
   else audio.earliest = Math.min(delay, audio.earliest + (now - audio.earliestAt) / 1000);
   audio.earliestAt = now;
-  audio.lateness[audio.latenessCount++ % LATENESS_WINDOW] = (delay - audio.earliest) / 1000;
+  const lateness = (delay - audio.earliest) / 1000;
+  if (audio.warmup) {
+    audio.warmupWorst = Math.max(audio.warmupWorst, lateness);
+    if (audio.firstAt === null) audio.firstAt = now;
+    if (now - audio.firstAt >= WARMUP_US) { // the start is over: measure the steady lateness afresh
+      audio.warmup = false;
+      audio.latenessCount = 0;
+      return decodeAudio(frame, track);
+    }
+  }
+  audio.lateness[audio.latenessCount++ % LATENESS_WINDOW] = lateness;
+  decodeAudio(frame, track);
+}
+
+function decodeAudio(frame, track) {
+  const audio = state.audio;
   if (frame.wall > 0) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   if (audio.decoder) {
     audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));
@@ -336,9 +362,9 @@ function pushAudio(samples, pts) {
       }
     }
   }
-  if (audio.latenessCount <= 1) {  // the first packet tells its duration: start with room for it
+  if (audio.pushed++ === 0) {  // the first packet tells its duration: start with room for it
     audio.packetMs = (samples.length / rate) * 1000;
-    setCtl(CONTROL.START_AT, Math.round((startLevel(audio, targetOf(audio)) / 1000) * rate));
+    setCtl(CONTROL.START_AT, startLevel(audio, Math.round((targetOf(audio) / 1000) * rate)));
   }
   audio.packetMs = (samples.length / rate) * 1000;
   audio.anchors.push([audio.written, pts]);
@@ -402,13 +428,19 @@ function worstLateness(audio) {
   return worst;
 }
 
-function targetOf(audio) {
-  return Math.max(TARGET_FLOOR_MS, audio.packetMs + worstLateness(audio) + 10) + audio.safety;
+/** The lateness the target allows for: until the steady lateness is known, the start's counts too. */
+function allowedLateness(audio) {
+  const steady = worstLateness(audio);
+  return audio.warmup || audio.latenessCount < LATENESS_KNOWN ? Math.max(steady, audio.warmupWorst) : steady;
 }
 
-/** Buffer to fill before playing: the target, with a cushion while the page is still starting. */
+function targetOf(audio) {
+  return Math.max(TARGET_FLOOR_MS, audio.packetMs + allowedLateness(audio) + 10) + audio.safety;
+}
+
+/** Buffer to fill before playing: the target, once the page's start is over. */
 function startLevel(audio, target) {
-  return audio.latenessCount < LATENESS_KNOWN ? target + STARTUP_CUSHION_MS : target;
+  return audio.warmup ? NOT_YET : target;
 }
 
 function controlLatency() {
@@ -421,13 +453,21 @@ function controlLatency() {
   audio.safety = Math.max(0, audio.safety - SAFETY_FADE_MS_PER_S * 0.1);
   const jitterMs = worstLateness(audio);
   const target = targetOf(audio);
-  setCtl(CONTROL.START_AT, Math.round((startLevel(audio, target) / 1000) * audio.rate));
+  setCtl(CONTROL.START_AT, startLevel(audio, Math.round((target / 1000) * audio.rate)));
+  if (audio.warmup && ctl(CONTROL.STATE) !== 1 && bufferMs > target) {
+    setCtl(CONTROL.SKIP, Math.round(((bufferMs - target) / 1000) * audio.rate)); // not heard yet: drop it
+  }
+  audio.level = audio.level === null ? bufferMs : audio.level + LEVEL_SMOOTHING * (bufferMs - audio.level);
   let trim = 0;
   if (ctl(CONTROL.STATE) === 1) {
-    if (bufferMs > target + HARD_RESYNC_MS) {
-      setCtl(CONTROL.SKIP, Math.round(((bufferMs - target) / 1000) * audio.rate));
+    const settling = !audio.settled && !audio.warmup && audio.latenessCount >= LATENESS_KNOWN;
+    if (settling) audio.settled = true;
+    if (audio.level > target + HARD_RESYNC_MS || (settling && audio.level > target + STARTUP_EXCESS_MS)) {
+      setCtl(CONTROL.SKIP, Math.round(((audio.level - target) / 1000) * audio.rate));
+      audio.level = target;
+      state.stats.skips++;
     } else {
-      trim = Math.max(-MAX_TRIM, Math.min(MAX_TRIM, (MAX_TRIM * (bufferMs - target)) / target));
+      trim = Math.max(-MAX_TRIM, Math.min(MAX_TRIM, (MAX_TRIM * (audio.level - target)) / TRIM_SPAN_MS));
     }
   }
   setCtl(CONTROL.TRIM_PPM, Math.round(trim * 1e6));
@@ -584,7 +624,8 @@ function report() {
   state.stats.latencyP50Ms = percentile(latencies, 50);
   state.stats.latencyP95Ms = percentile(latencies, 95);
   const underruns = ctl(CONTROL.UNDERRUNS);
-  if (underruns > state.stats.underruns) {  // when (seconds of audio played) the latest underruns happened
+  if (underruns > state.underrunsTimed) {  // when (seconds since the worklet started) the latest underran
+    state.underrunsTimed = underruns;
     state.stats.underrunTimes.push(+((ctl(CONTROL.UNDERRUN_AT) * 128) / state.contextRate).toFixed(2));
     state.stats.underrunTimes = state.stats.underrunTimes.slice(-10);
   }
