@@ -49,9 +49,12 @@ async def test_pressing_talk_on_the_demo_page_plays_the_microphone_on_the_doorbe
         await page.wait_for_function(
             "document.querySelector(\"opticlink-player[camera='cam1']\").shadowRoot"
             ".querySelector('.talker').textContent === 'you are talking'", timeout=10000)
-        await asyncio.sleep(4)
+        meter = 0.0  # the microphone plays bursts: read the meter through a few of them
+        for _ in range(16):
+            await asyncio.sleep(0.25)
+            width = await player.locator(".meter i").evaluate("e => e.style.width")
+            meter = max(meter, float(width.rstrip("%") or 0))
         stats = await page.evaluate("document.querySelector(\"opticlink-player[camera='cam1']\").stats")
-        meter = await player.locator(".meter i").evaluate("e => e.style.width")
         async with httpx.AsyncClient() as client:
             status = (await client.get(address(printed[0]).rstrip("/") + "/api/cameras/cam1")).json()
         await button.click()  # and a click lets go
@@ -69,7 +72,7 @@ async def test_pressing_talk_on_the_demo_page_plays_the_microphone_on_the_doorbe
     envelope = np.sqrt(np.mean(heard[: len(heard) // 80 * 80].reshape(-1, 80) ** 2, axis=1))  # 10 ms
     on = np.mean(envelope > envelope.max() / 4)
     assert 0.45 < on < 0.8, f"the bursts did not come through as bursts ({on:.2f} of the time on)"
-    assert stats["talkFramesSent"] >= 150 and float(meter.rstrip("%")) > 30
+    assert stats["talkFramesSent"] >= 150 and meter > 30
     assert status["talk"]["frames_rejected"] == 0 and latency["total"]["p95_ms"] < 500
 
 

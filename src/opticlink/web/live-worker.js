@@ -462,8 +462,9 @@ function controlLatency() {
   if (ctl(CONTROL.STATE) === 1) {
     const settling = !audio.settled && !audio.warmup && audio.latenessCount >= LATENESS_KNOWN;
     if (settling) audio.settled = true;
-    if (audio.level > target + HARD_RESYNC_MS || (settling && audio.level > target + STARTUP_EXCESS_MS)) {
-      setCtl(CONTROL.SKIP, Math.round(((audio.level - target) / 1000) * audio.rate));
+    const excess = Math.min(audio.level, bufferMs) - target; // never skip what is not there now
+    if (excess > HARD_RESYNC_MS || (settling && excess > STARTUP_EXCESS_MS)) {
+      setCtl(CONTROL.SKIP, Math.round((excess / 1000) * audio.rate));
       audio.level = target;
       state.stats.skips++;
     } else {
