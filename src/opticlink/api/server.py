@@ -41,7 +41,10 @@ async def running(config: ServiceConfig) -> AsyncIterator[tuple[Service, str]]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off",
                                            ws="websockets-sansio", ws_ping_interval=20.0,
-                                           ws_max_size=1 << 20))
+                                           ws_max_size=1 << 20,
+                                           # video and G.711 do not compress: deflate would only cost
+                                           # every viewer CPU and latency
+                                           ws_per_message_deflate=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     service.server_task = task
     try:
