@@ -195,7 +195,7 @@ async def browser_talk_latency(seconds: float = 20.0) -> dict[str, object]:
             browser = await launch(pw, extra_args=[f"--use-file-for-fake-audio-capture={microphone}"])
             page = await browser.new_page()
             await page.goto(f"{base}/static/bench/live.html?camera=cam&name=bench")
-            await page.wait_for_function("document.getElementById('player').stats?.audioFrames > 50", timeout=60000)
+            await page.wait_for_function("document.getElementById('player')?.stats?.audioFrames > 50", timeout=60000)
             await page.locator("#player button.talk-button").click()  # latched
             await asyncio.sleep(seconds)
             stats = await page.evaluate("document.getElementById('player').stats")
