@@ -72,6 +72,14 @@ def test_rtp_info_aligns_the_tracks_before_any_report(seed):
     assert mean_error(True) < 1.0
 
 
+def test_rtp_info_that_cannot_be_true_is_not_believed():
+    rec = record(Faults(jitter_ms=40, sender_reports="absent", seed=21), 20, ordered=True)
+    rec.rtp_info[1] = (rec.rtp_info[1] + 8000 * 3) & 0xFFFFFFFF  # audio's rtptime 3 s off the video's
+    tv, av = av_series(rec, place_with_engine(rec))
+    assert np.abs(av[tv > 0.5]).max() < 40.0  # arrival timing, as without RTP-Info
+    assert not place_with_engine.last_engine.tracks[0].play_rtptime
+
+
 def test_corrections_are_slewed_never_stepped():
     _, s, _ = run(Faults(audio_skew_ppm=300, jitter_ms=60, loss_pct=2, sender_reports="late", sr_late_s=15,
                          seed=4), 120)

@@ -49,6 +49,7 @@ JUMP_IMPOSSIBLE = 60.0  # ... this long after, at once: no network holds media f
 DELAY_FLOOR_RISE = 0.001  # seconds per second the remembered delay floor may rise
 STALE_REPORT = 10.0  # seconds a report's RTP time may be from the track's current media time
 PLAY_ALIGN_SPAN = 5.0  # seconds of media after PLAY in which RTP-Info aligns a track to the master
+PLAY_ALIGN_LIMIT = 1.0  # seconds: RTP-Info implying more delay between the tracks than this is not believed
 
 Source = Literal["arrival", "rtcp", "fallback"]
 
@@ -293,7 +294,12 @@ class SyncEngine:
             return
         master_ts = master.unwrap((master.play_rtptime + round(ticks * master.rate / track.rate)) & 0xFFFFFFFF)
         own = self.audio_offset if master.info.kind == "audio" else 0.0
-        track.bias = self._arrival_target(track, ts) - (self._target(master, master_ts) - own)
+        bias = self._arrival_target(track, ts) - (self._target(master, master_ts) - own)
+        if abs(bias) > PLAY_ALIGN_LIMIT:  # no encoder or network explains that: RTP-Info is wrong
+            track.play_rtptime = None
+            track.bias = None
+            return
+        track.bias = bias
 
     def _slew(self, track: _Track, ts: int, target: float, now: float) -> None:
         if track.last_ts is not None and track.last_target is not None:
