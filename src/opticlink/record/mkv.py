@@ -134,7 +134,7 @@ class MatroskaWriter:
             # a minute); carrying the rounding error to the next frame keeps the average exact.
             exact = (frame.pts_us - self._start_us) / 1000 + self._video_residual
             ms = round(exact)
-            self._video_residual = max(-0.5, min(0.5, exact - ms))
+            self._video_residual = exact - ms
             if ms <= self._last_video_ms:
                 ms = self._last_video_ms + 1
                 self.summary.pts_fixes += 1

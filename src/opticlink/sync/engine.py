@@ -124,10 +124,7 @@ class _Track:
     def unwrap(self, ts32: int) -> int:
         if self.last_ts is None:
             return ts32
-        delta = (ts32 - self.last_ts) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            delta -= 0x100000000
-        return self.last_ts + delta
+        return self.last_ts + _signed32(ts32 - self.last_ts)
 
     def restart(self, keep_fallback: bool) -> None:
         self.resume_at = self.delay_floor
@@ -290,7 +287,10 @@ class SyncEngine:
         if master.last_ts is None or not (master.floor.ready or (master.mode == "rtcp" and master.reports.ready)):
             return
         ticks = _signed32(ts - track.play_rtptime)
-        if ticks > PLAY_ALIGN_SPAN * track.rate or ticks < 0:
+        if ticks > PLAY_ALIGN_SPAN * track.rate:  # past the span: the bias stays as it is
+            track.play_rtptime = None
+            return
+        if ticks < 0:
             return
         master_ts = master.unwrap((master.play_rtptime + round(ticks * master.rate / track.rate)) & 0xFFFFFFFF)
         own = self.audio_offset if master.info.kind == "audio" else 0.0
@@ -302,8 +302,7 @@ class SyncEngine:
         track.bias = bias
 
     def _slew(self, track: _Track, ts: int, target: float, now: float) -> None:
-        if track.last_ts is not None and track.last_target is not None:
-            track.offset -= self._target(track, track.last_ts) - track.last_target
+        track.offset = self._pending_offset(track)
         elapsed = max(0.0, now - track.last_now) if track.last_now is not None else 0.0
         if track.started is None:
             track.started = now

@@ -314,21 +314,13 @@ function onAudio(frame, track) {
   else audio.earliest = Math.min(delay, audio.earliest + (now - audio.earliestAt) / 1000);
   audio.earliestAt = now;
   const lateness = (delay - audio.earliest) / 1000;
-  if (audio.warmup) {
+  if (!audio.warmup) {
+    audio.lateness[audio.latenessCount++ % LATENESS_WINDOW] = lateness;
+  } else {
     audio.warmupWorst = Math.max(audio.warmupWorst, lateness);
     if (audio.firstAt === null) audio.firstAt = now;
-    if (now - audio.firstAt >= WARMUP_US) { // the start is over: measure the steady lateness afresh
-      audio.warmup = false;
-      audio.latenessCount = 0;
-      return decodeAudio(frame, track);
-    }
+    if (now - audio.firstAt >= WARMUP_US) audio.warmup = false; // from now on, the steady lateness
   }
-  audio.lateness[audio.latenessCount++ % LATENESS_WINDOW] = lateness;
-  decodeAudio(frame, track);
-}
-
-function decodeAudio(frame, track) {
-  const audio = state.audio;
   if (frame.wall > 0) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   if (audio.decoder) {
     audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));

@@ -4,8 +4,9 @@
 // browser does when it plays an 8 kHz AudioBuffer) leaves images of every tone above the input
 // Nyquist frequency: the "metallic" sound. This filter is flat to 0.85 of the input Nyquist
 // (3.4 kHz for 8 kHz in) and rejects images by at least 90 dB, with 48 taps at the input rate:
-// a group delay of 23.5 input samples, 2.94 ms at 8 kHz. It also downsamples (see the constructor). The ratio may change at any time (the
-// player's inaudible rate trims); 512 phases interpolated linearly give any fractional position.
+// a group delay of 23.5 input samples, 2.94 ms at 8 kHz. It also downsamples (see the
+// constructor). The ratio may change at any time (the player's inaudible rate trims); 512 phases
+// interpolated linearly give any fractional position.
 // Nothing here allocates after construction: process() only reads and writes preallocated arrays.
 
 const TAPS = 48;
@@ -44,23 +45,13 @@ export function designKernel({ taps = TAPS, phases = PHASES, beta = 9.5, cutoff 
   return table;
 }
 
-export class PolyphaseResampler {
-  /**
-   * inRate/outRate in Hz. `maxInput` bounds the samples pushed between two process() calls.
-   * Downsampling (the talk microphone, 48 kHz to 8 kHz) scales the filter to the output's Nyquist
-   * frequency, with proportionally more taps: the same flatness and rejection, now of aliases.
-   */
-  constructor(inRate, outRate, { maxInput = 8192 } = {}) {
-    this.inRate = inRate;
-    this.outRate = outRate;
-    const cutoff = Math.min(1, outRate / inRate);
-    this.taps = 2 * Math.ceil(TAPS / cutoff / 2);
-    this.phases = PHASES;
-    this.kernel = new Float32Array(designKernel({ taps: this.taps, cutoff }));
-    this.buffer = new Float32Array(this.taps + maxInput + 8);
-    this.length = this.taps - 1; // starts with a history of silence
+/** The input side every resampler here shares: pushed samples, and the window the next output reads. */
+class InputHistory {
+  constructor(taps, maxInput) {
+    this.taps = taps;
+    this.buffer = new Float32Array(taps + maxInput + 8);
+    this.length = taps - 1; // starts with a history of silence
     this.position = 0; // fractional index of the next output's first tap in `buffer`
-    this.delaySeconds = (this.taps / 2 - 0.5) / inRate;
   }
 
   /** Input samples still needed to produce `count` outputs at `step` input samples per output. */
@@ -73,6 +64,35 @@ export class PolyphaseResampler {
   push(source, start, count) {
     this.buffer.set(source.subarray(start, start + count), this.length);
     this.length += count;
+  }
+
+  /** After a process() that reached `position`: keep only what later outputs still need. */
+  keep(position) {
+    const drop = Math.min(Math.floor(position), this.length);
+    if (drop > 0) {
+      this.buffer.copyWithin(0, drop, this.length);
+      this.length -= drop;
+      position -= drop;
+    }
+    this.position = position;
+  }
+}
+
+export class PolyphaseResampler extends InputHistory {
+  /**
+   * inRate/outRate in Hz. `maxInput` bounds the samples pushed between two process() calls.
+   * Downsampling (the talk microphone, 48 kHz to 8 kHz) scales the filter to the output's Nyquist
+   * frequency, with proportionally more taps: the same flatness and rejection, now of aliases.
+   */
+  constructor(inRate, outRate, { maxInput = 8192 } = {}) {
+    const cutoff = Math.min(1, outRate / inRate);
+    const taps = 2 * Math.ceil(TAPS / cutoff / 2);
+    super(taps, maxInput);
+    this.inRate = inRate;
+    this.outRate = outRate;
+    this.phases = PHASES;
+    this.kernel = new Float32Array(designKernel({ taps, cutoff }));
+    this.delaySeconds = (taps / 2 - 0.5) / inRate;
   }
 
   /**
@@ -100,38 +120,18 @@ export class PolyphaseResampler {
       position += step;
     }
     out.fill(0, written, count);
-    // keep what later outputs still need
-    const drop = Math.min(Math.floor(position), this.length);
-    if (drop > 0) {
-      buffer.copyWithin(0, drop, this.length);
-      this.length -= drop;
-      position -= drop;
-    }
-    this.position = position;
+    this.keep(position);
     return written;
   }
 }
 
 /** The baseline: linear interpolation between neighbouring samples (no band limiting). */
-export class LinearResampler {
+export class LinearResampler extends InputHistory {
   constructor(inRate, outRate, { maxInput = 8192 } = {}) {
+    super(2, maxInput);
     this.inRate = inRate;
     this.outRate = outRate;
-    this.taps = 2;
-    this.buffer = new Float32Array(2 + maxInput + 8);
-    this.length = 1;
-    this.position = 0;
     this.delaySeconds = 0.5 / inRate;
-  }
-
-  needed(count, step) {
-    const last = this.position + (count - 1) * step;
-    return Math.max(0, Math.floor(last) + 2 - this.length);
-  }
-
-  push(source, start, count) {
-    this.buffer.set(source.subarray(start, start + count), this.length);
-    this.length += count;
   }
 
   process(out, count, step) {
@@ -146,13 +146,7 @@ export class LinearResampler {
       position += step;
     }
     out.fill(0, written, count);
-    const drop = Math.min(Math.floor(position), this.length);
-    if (drop > 0) {
-      buffer.copyWithin(0, drop, this.length);
-      this.length -= drop;
-      position -= drop;
-    }
-    this.position = position;
+    this.keep(position);
     return written;
   }
 }
