@@ -6,9 +6,12 @@ blocked 100 ms out of every 300 ms, first with our player, then with the baselin
 audio through AudioBufferSourceNodes at 8 kHz, video by timers). Reported for each: audio
 underruns, |A/V offset at presentation| p50/p99, capture-to-presentation latency p50/p95.
 Then the server alone: per-frame hub latency (camera session to WebSocket write) with 16
-viewers. Prints JSON.
+viewers. Then the screen judged (`opticlink.live.judge`): the skewed, jittery camera serves
+av-drift-detector's clip, the page records its own tab while our player plays it and then while
+Chromium's `<video>` plays the same clip, and av-drift-detector measures both parts of the one
+recording. Prints JSON.
 
-    .venv/bin/python bench/live.py [--seconds 60] [--viewers 16]
+    .venv/bin/python bench/live.py [--seconds 60] [--viewers 16] [--cases skewed-jittery,clean,hub,judge]
 """
 
 from __future__ import annotations
@@ -171,12 +174,57 @@ async def hub_case(viewers: int, seconds: float) -> dict[str, object]:
             **{k: round(v, 3) if isinstance(v, float) else v for k, v in latency.items()}}
 
 
+async def judge_case(faults: str, seconds: float) -> dict[str, object]:
+    """The screen judged, in one tab capture: ours for `seconds`, the baseline for half as long
+    (the first few seconds of each not scored), then `<video>` for 20 s."""
+    import tempfile
+    from pathlib import Path
+
+    from playwright.async_api import async_playwright
+
+    from opticlink.live.chromium import launch
+    from opticlink.live.judge import clips, judge, record
+
+    plan = [("ours", seconds), ("baseline", max(15.0, seconds / 2)), ("native", 20.0)]
+    work = Path(tempfile.mkdtemp(prefix="opticlink-judge-"))
+    print("judge: making the clips, then " + ", ".join(f"{p} {s:g} s" for p, s in plan) + " in one tab capture",
+          file=sys.stderr, flush=True)
+    camera_clip, native_clip = clips(work, sum(s for _, s in plan) + 20)
+    sim, url = await _started("sim", "--port", "0", "--clip", str(camera_clip), "--bitrate", "1500000",
+                              *(["--faults", faults] if faults else []))
+    config = work / "cameras.yaml"
+    config.write_text(f"cameras:\n  - id: cam\n    url: {url}\n")
+    service, base = await _started("serve", str(config), "--port", "0")
+    try:
+        await asyncio.sleep(3)
+        async with async_playwright() as pw:
+            browser = await launch(pw, tab_capture=True)
+            page = await browser.new_page(viewport={"width": 640, "height": 360})
+            parts = await record(page, base, "cam", native_clip, plan, work / "judge.webm")
+            await browser.close()
+    finally:
+        for proc in (service, sim):
+            proc.terminate()
+            await proc.wait()
+    judged = judge(work / "judge.webm", parts)
+    native = judged["native"]
+    out: dict[str, object] = {"faults": faults, "recording": str(work / "judge.webm"),
+                              "sound_minus_picture_ms": {k: v.as_dict() if v else None for k, v in judged.items()}}
+    for part in parts:
+        mine = judged[part.player]
+        if part.player != "native":
+            out[part.player] = {"minus_native_ms": round(mine.mean_ms - native.mean_ms, 2) if mine and native else None,
+                                "self_reported_av_p99_ms": part.stats.get("avOffsetP99Ms"),
+                                "underruns": part.stats.get("underruns")}
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--viewers", type=int, default=16)
     parser.add_argument("--players", default="ours,baseline", help="which players (default both)")
-    parser.add_argument("--cases", default="skewed-jittery,clean,hub", help="which cases (default all)")
+    parser.add_argument("--cases", default="skewed-jittery,clean,hub,judge", help="which cases (default all)")
     parser.add_argument("--viewers-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("url", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,6 +240,8 @@ async def main() -> None:
             report["cameras"].append(await camera_case(name, faults, args.seconds, players))  # type: ignore[union-attr]
     if "hub" in cases:
         report["hub"] = await hub_case(args.viewers, min(args.seconds, 30.0))
+    if "judge" in cases:
+        report["judged"] = await judge_case("audio_skew_ppm=300,jitter_ms=40", args.seconds)
     print(json.dumps(report, indent=2))
 
 

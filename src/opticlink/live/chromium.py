@@ -4,6 +4,11 @@ The flags are the brief's (autoplay without a gesture, fake camera and microphon
 networking) plus a software GPU. Without any GPU (`--disable-gpu`) Chromium paints and reads back
 a Worker's VideoFrames through the page's main thread, so a busy page would stall the player's
 Worker; SwiftShader gives the Worker a graphics context of its own, as a real GPU would.
+
+`tab_capture=True` is for judging what a page shows and plays (`opticlink.live.judge`): the page
+may capture its own tab with its sound (`getDisplayMedia`, accepted without a prompt), and the
+sound is not muted. The fake capture UI is left out there, since it would hand the page a fake
+screen and a beep instead of the tab.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import os
 
 EXECUTABLE = os.environ.get("OPTICLINK_CHROMIUM", "/usr/bin/chromium")
+FAKE_CAPTURE_UI = "--use-fake-ui-for-media-stream"
 ARGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
+    FAKE_CAPTURE_UI,
     "--disable-background-networking",
     "--use-angle=swiftshader",
     "--enable-unsafe-swiftshader",
@@ -22,9 +28,13 @@ ARGS = [
     "--no-first-run",
     "--disable-component-update",
 ]
+TAB_CAPTURE_ARGS = [a for a in ARGS if a != FAKE_CAPTURE_UI] + ["--auto-accept-this-tab-capture"]
 
 
-async def launch(playwright, *, extra_args: list[str] | None = None):  # type: ignore[no-untyped-def]
+async def launch(playwright, *, extra_args: list[str] | None = None, tab_capture: bool = False):  # type: ignore[no-untyped-def]
     """A headless Chromium browser from a Playwright instance."""
-    return await playwright.chromium.launch(executable_path=EXECUTABLE, args=[*ARGS, *(extra_args or [])],
-                                            headless=True)
+    args = TAB_CAPTURE_ARGS if tab_capture else ARGS
+    return await playwright.chromium.launch(executable_path=EXECUTABLE, args=[*args, *(extra_args or [])],
+                                            headless=True,
+                                            # Playwright mutes by default; a tab capture would record silence
+                                            ignore_default_args=["--mute-audio"] if tab_capture else None)

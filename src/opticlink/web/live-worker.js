@@ -3,8 +3,10 @@
 // It owns the WebSocket, a WebCodecs VideoDecoder drawing to an OffscreenCanvas, and (for AAC) an
 // AudioDecoder. Audio goes into the ring the AudioWorklet plays from; the worklet's playhead,
 // less the context's output latency, is the master clock. A video frame is shown when the clock
-// reaches its time; a frame more than one frame period late is dropped; when video falls more
-// than 200 ms behind, the decode backlog is flushed and decoding resumes at the next keyframe.
+// reaches its time at the moment the drawing reaches the screen (one display interval after the
+// animation frame it is drawn in); a frame more than one frame period late is dropped; when video
+// falls more than 200 ms behind, the decode backlog is flushed and decoding resumes at the next
+// keyframe.
 // The audio buffer's target follows the measured jitter: one packet's duration (a 128 ms packet
 // leaves 128 ms between arrivals) plus the latest any audio frame arrived, compared with the
 // earliest, over about ten seconds, plus 10 ms, and 40 ms at least. Each underrun adds 20 ms of
@@ -50,7 +52,7 @@ function newStats() {
     audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: TARGET_FLOOR_MS, trimPercent: 0, jitterMs: 0,
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
-    videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, underrunTimes: [], presentation: "canvas",
+    videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [], presentation: "canvas",
   };
 }
 state.stats = newStats();
@@ -503,18 +505,40 @@ function videoClock() {
   return performance.now() * 1000 - state.noAudioLag - NO_AUDIO_MARGIN_MS * 1000;
 }
 
-let lastTick = 0;
-let refresh = 16667; // µs between presentation ticks, measured
+// A frame drawn in an animation frame reaches the screen one display interval after that
+// animation frame began: Chromium's own video path picks its frame for [begin + interval,
+// begin + 2 intervals]. So a frame is chosen for, and its A/V offset and latency are measured
+// at, the audio clock of that moment, not of the draw. The display interval is a low percentile
+// of the spacing of animation frames (a busy machine skips some); the time a drawn frame stays
+// up is their mean spacing.
+const DISPLAY = { last: 0, spacings: new Float64Array(32), count: 0, interval: 16667, held: 16667 };
 
-function present() {
+function onAnimationFrame(begin) {
+  if (DISPLAY.last && begin > DISPLAY.last) {
+    const spacing = Math.min(100000, begin - DISPLAY.last);
+    DISPLAY.spacings[DISPLAY.count++ % DISPLAY.spacings.length] = spacing;
+    DISPLAY.held += (spacing - DISPLAY.held) / 32;
+    if (DISPLAY.count >= 8) {
+      const recent = Array.from(DISPLAY.spacings.subarray(0, Math.min(DISPLAY.count, DISPLAY.spacings.length)));
+      recent.sort((a, b) => a - b);
+      DISPLAY.interval = Math.max(4000, Math.min(50000, recent[Math.floor(recent.length / 10)]));
+    }
+  }
+  DISPLAY.last = begin;
+}
+
+/** Choose, drop or draw video for the animation frame that began at `begin` (µs, performance time). */
+function present(begin) {
   const now = performance.now() * 1000;
-  if (lastTick) refresh += (Math.min(100000, now - lastTick) - refresh) / 32;
-  lastTick = now;
+  begin = Math.min(begin, now);
+  onAnimationFrame(begin);
   const frames = state.frames;
   if (frames.length === 0) return;
-  const clock = videoClock();
-  if (clock === null) return;
-  const due = clock + refresh / 2; // show what is due by the middle of this refresh interval
+  const clockNow = videoClock();
+  if (clockNow === null) return;
+  const shownAt = begin + DISPLAY.interval; // when what is drawn now is on screen
+  const clock = clockNow + (shownAt - now); // the presentation time then
+  const due = clock + DISPLAY.held / 2; // show what is due by the middle of its time on screen
   frames.sort((a, b) => a.timestamp - b.timestamp);
   if (frames.length > 1) state.period = Math.max(10000, Math.min(100000, frames[1].timestamp - frames[0].timestamp));
   const newest = frames[frames.length - 1];
@@ -553,7 +577,7 @@ function present() {
   state.stats.avOffsetMs = +offset.toFixed(2);
   const wall = state.wallOf.get(Math.round(show.timestamp));
   if (wall) {
-    const latency = performance.timeOrigin + performance.now() - wall / 1000;
+    const latency = performance.timeOrigin + shownAt / 1000 - wall / 1000;
     record(latencies, latency);
     fresh.latencies.push(latency);
     state.stats.latencyMs = +latency.toFixed(1);
@@ -605,8 +629,8 @@ function percentile(list, p, abs = false) {
 }
 
 function schedule() {
-  const tick = () => {
-    try { present(); } catch (error) { state.stats.message = `present: ${error.message}`; }
+  const tick = (begin) => {
+    try { present((begin ?? performance.now()) * 1000); } catch (error) { state.stats.message = `present: ${error.message}`; }
     if (self.requestAnimationFrame) self.requestAnimationFrame(tick); else setTimeout(tick, 8);
   };
   tick();
@@ -624,6 +648,7 @@ function report() {
   }
   state.stats.underruns = underruns;
   state.stats.outputLatencyMs = +(state.outputLatency * 1000).toFixed(1);
+  state.stats.displayIntervalMs = +(DISPLAY.interval / 1000).toFixed(2);
   state.stats.talkFramesSent = state.talk.sent;
   state.stats.talkFramesDropped = state.talk.dropped;
   state.stats.talkCaptureP50Ms = percentile(state.talk.captureMs, 50);
