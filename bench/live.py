@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+STEADY_S = 6.0
 READ_STATS = """() => {
   const player = document.getElementById('player');
   const s = player.stats || {};
@@ -57,6 +58,7 @@ async def play(url: str, seconds: float) -> dict[str, object]:
         await page.goto(url)
         offsets: list[float] = []
         latencies: list[float] = []
+        steady: list[float] = []  # latencies from STEADY_S on: the start (page load, first GOP) left out
         started = time.monotonic()
         stats: dict = {}
         while time.monotonic() - started < seconds:
@@ -64,6 +66,8 @@ async def play(url: str, seconds: float) -> dict[str, object]:
             stats = await page.evaluate(READ_STATS)
             offsets += stats["avOffsets"]
             latencies += stats["latencies"]
+            if time.monotonic() - started > STEADY_S + 2.0:
+                steady += stats["latencies"]
         await browser.close()
     return {"underruns": stats.get("underruns"), "underrun_times_s": stats.get("underrunTimes"),
             "frames_shown": stats.get("shown"), "frames_dropped": stats.get("dropped"),
@@ -72,7 +76,8 @@ async def play(url: str, seconds: float) -> dict[str, object]:
             "presentation": stats.get("presentation"),
             "capture_to_worker_ms": {"video": stats.get("videoArrivalMs"), "audio": stats.get("audioArrivalMs")},
             "av_offset_at_presentation_ms": summary(offsets, absolute=True),
-            "capture_to_presentation_ms": summary(latencies)}
+            "capture_to_presentation_ms": summary(latencies),
+            f"capture_to_presentation_from_{STEADY_S:g}s_ms": summary(steady)}
 
 
 async def _started(*args: str) -> tuple[asyncio.subprocess.Process, str]:

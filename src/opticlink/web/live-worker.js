@@ -447,10 +447,11 @@ function controlLatency() {
   audio.safety = Math.max(0, audio.safety - SAFETY_FADE_MS_PER_S * 0.1);
   const jitterMs = worstLateness(audio);
   const target = targetOf(audio);
-  setCtl(CONTROL.START_AT, startLevel(audio, Math.round((target / 1000) * audio.rate)));
-  if (audio.warmup && ctl(CONTROL.STATE) !== 1 && bufferMs > target) {
-    setCtl(CONTROL.SKIP, Math.round(((bufferMs - target) / 1000) * audio.rate)); // not heard yet: drop it
+  if (ctl(CONTROL.STATE) !== 1 && bufferMs > target) {
+    // not heard yet: drop it, so that sound starts (or resumes) with only the target buffered
+    setCtl(CONTROL.SKIP, Math.round(((bufferMs - target) / 1000) * audio.rate));
   }
+  setCtl(CONTROL.START_AT, startLevel(audio, Math.round((target / 1000) * audio.rate)));
   audio.level = audio.level === null ? bufferMs : audio.level + LEVEL_SMOOTHING * (bufferMs - audio.level);
   let trim = 0;
   if (ctl(CONTROL.STATE) === 1) {
