@@ -40,6 +40,16 @@ class Judged:
         return asdict(self)
 
 
+@dataclass(slots=True)
+class Part:
+    """One part of a recording: which player, for how long, from when (s into the recording)."""
+
+    player: str
+    seconds: float
+    start: float
+    stats: dict[str, object]
+
+
 def clips(work: Path, seconds: float) -> tuple[Path, Path]:
     """av-drift-detector's test clip twice: 8 kHz PCM in Matroska for the simulated camera (it
     sends G.711), and H.264 with AAC in MP4 for Chromium's `<video>`. No built-in audio offset."""
@@ -88,14 +98,6 @@ def judge(path: Path, parts: list[Part]) -> dict[str, Judged | None]:
     return out
 
 
-@dataclass(slots=True)
-class Part:
-    """One part of a recording: which player, for how long, from when (s into the recording)."""
-
-    player: str
-    seconds: float
-    start: float
-    stats: dict[str, object]
 def _part(t: np.ndarray, d: np.ndarray, start: float, stop: float) -> Judged | None:
     keep = (t >= start) & (t <= stop)
     if keep.sum() < 50:

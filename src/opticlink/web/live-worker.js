@@ -52,7 +52,8 @@ function newStats() {
     audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: TARGET_FLOOR_MS, trimPercent: 0, jitterMs: 0,
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
-    videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [], presentation: "canvas",
+    videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [],
+    presentation: "canvas",
   };
 }
 state.stats = newStats();
