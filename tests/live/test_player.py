@@ -110,12 +110,31 @@ async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
         await asyncio.sleep(12)
         stats = await page.evaluate("document.getElementById('player').stats")
     assert errors == []
+    assert stats["audioTransport"] == "shared ring"
     # one underrun is allowed to a machine shared with other work; a player that stutters has many
     assert stats["audioFrames"] > 400 and stats["underruns"] <= 1, {
         k: stats[k] for k in ("underruns", "underrunTimes", "bufferMs", "targetBufferMs", "jitterMs")}
     assert stats["targetBufferMs"] >= 40
     assert stats["bufferMs"] <= stats["targetBufferMs"] + 60  # held near its target by rate trims
     assert abs(stats["trimPercent"]) <= 0.5
+
+
+async def test_a_page_that_is_not_cross_origin_isolated_plays_its_sound_through_a_message_port(tmp_path):
+    async with camera_and_service(tmp_path) as (_, _, base), browser_page() as (page, errors):
+        async def without_isolation(route):  # as a page embedding the player elsewhere would be served
+            response = await route.fetch()
+            headers = {k: v for k, v in response.headers.items() if not k.lower().startswith("cross-origin")}
+            await route.fulfill(response=response, headers=headers)
+
+        await page.route("**/static/bench/live.html*", without_isolation)
+        await page.goto(f"{base}/static/bench/live.html?camera=cam1")
+        await asyncio.sleep(12)
+        isolated = await page.evaluate("crossOriginIsolated")
+        stats = await page.evaluate("document.getElementById('player').stats")
+    assert errors == []
+    assert not isolated and stats["audioTransport"] == "message port"
+    assert stats["clock"] == "audio" and stats["framesShown"] > 150, stats
+    assert stats["audioFrames"] > 400 and stats["underruns"] <= 1, stats  # one, as above, for a shared machine
 
 
 async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):

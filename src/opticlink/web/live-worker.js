@@ -53,7 +53,7 @@ function newStats() {
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
     videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [],
-    presentation: "canvas",
+    presentation: "canvas", audioTransport: null,
   };
 }
 state.stats = newStats();
@@ -70,6 +70,7 @@ self.onmessage = (event) => {
     state.contextRate = message.contextRate;
     state.outputLatency = message.outputLatency || 0;
     if (message.ring) state.ring = SampleRing.from(message.ring.data, message.ring.control);
+    state.stats.audioTransport = state.ring ? "shared ring" : "message port";
     if (message.port) {
       state.port = message.port;
       state.portControl = new Int32Array(CONTROL.SIZE);
