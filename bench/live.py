@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 
@@ -92,27 +96,32 @@ async def _started(*args: str) -> tuple[asyncio.subprocess.Process, str]:
     return proc, re.search(r"(https?|rtsp)://\S+", line).group(0)
 
 
-async def camera_case(name: str, faults: str, seconds: float,
-                      players: tuple[str, ...] = ("ours", "baseline")) -> dict[str, object]:
-    """The camera (`opticlink sim`) and the service (`opticlink serve`) run as their own processes."""
-    import tempfile
-    from pathlib import Path
-
-    sim, url = await _started("sim", "--port", "0", *(["--faults", faults] if faults else []))
+@contextlib.asynccontextmanager
+async def camera_and_service(*sim_args: str) -> AsyncIterator[str]:
+    """A camera (`opticlink sim`) and the service (`opticlink serve`) for it as `cam`, each in its
+    own process, settled; yields the service's base URL."""
+    sim, url = await _started("sim", "--port", "0", *sim_args)
     config = Path(tempfile.mkdtemp()) / "cameras.yaml"
     config.write_text(f"cameras:\n  - id: cam\n    url: {url}\n")
     service, base = await _started("serve", str(config), "--port", "0")
     try:
         await asyncio.sleep(3)  # the camera session settles
-        out: dict[str, object] = {"camera": name, "faults": faults}
-        for player in players:
-            print(f"{name}: {player} player, {seconds:g} s, main thread blocked 100 ms / 300 ms",
-                  file=sys.stderr, flush=True)
-            out[player] = await play(f"{base}/static/bench/live.html?camera=cam&player={player}&block=1", seconds)
+        yield base
     finally:
         for proc in (service, sim):
             proc.terminate()
             await proc.wait()
+
+
+async def camera_case(name: str, faults: str, seconds: float,
+                      players: tuple[str, ...] = ("ours", "baseline")) -> dict[str, object]:
+    """Each player in turn on one camera, with the page kept busy."""
+    out: dict[str, object] = {"camera": name, "faults": faults}
+    async with camera_and_service(*(["--faults", faults] if faults else [])) as base:
+        for player in players:
+            print(f"{name}: {player} player, {seconds:g} s, main thread blocked 100 ms / 300 ms",
+                  file=sys.stderr, flush=True)
+            out[player] = await play(f"{base}/static/bench/live.html?camera=cam&player={player}&block=1", seconds)
     return out
 
 
@@ -182,9 +191,6 @@ async def hub_case(viewers: int, seconds: float) -> dict[str, object]:
 async def judge_case(faults: str, seconds: float) -> dict[str, object]:
     """The screen judged, in one tab capture: ours for `seconds`, the baseline for half as long
     (the first few seconds of each not scored), then `<video>` for 20 s."""
-    import tempfile
-    from pathlib import Path
-
     from playwright.async_api import async_playwright
 
     from opticlink.live.chromium import launch
@@ -195,22 +201,12 @@ async def judge_case(faults: str, seconds: float) -> dict[str, object]:
     print("judge: making the clips, then " + ", ".join(f"{p} {s:g} s" for p, s in plan) + " in one tab capture",
           file=sys.stderr, flush=True)
     camera_clip, native_clip = clips(work, sum(s for _, s in plan) + 20)
-    sim, url = await _started("sim", "--port", "0", "--clip", str(camera_clip), "--bitrate", "1500000",
-                              *(["--faults", faults] if faults else []))
-    config = work / "cameras.yaml"
-    config.write_text(f"cameras:\n  - id: cam\n    url: {url}\n")
-    service, base = await _started("serve", str(config), "--port", "0")
-    try:
-        await asyncio.sleep(3)
-        async with async_playwright() as pw:
-            browser = await launch(pw, tab_capture=True)
-            page = await browser.new_page(viewport={"width": 640, "height": 360})
-            parts = await record(page, base, "cam", native_clip, plan, work / "judge.webm")
-            await browser.close()
-    finally:
-        for proc in (service, sim):
-            proc.terminate()
-            await proc.wait()
+    sim_args = ["--clip", str(camera_clip), "--bitrate", "1500000", *(["--faults", faults] if faults else [])]
+    async with camera_and_service(*sim_args) as base, async_playwright() as pw:
+        browser = await launch(pw, tab_capture=True)
+        page = await browser.new_page(viewport={"width": 640, "height": 360})
+        parts = await record(page, base, "cam", native_clip, plan, work / "judge.webm")
+        await browser.close()
     judged = judge(work / "judge.webm", parts)
     native = judged["native"]
     out: dict[str, object] = {"faults": faults, "recording": str(work / "judge.webm"),

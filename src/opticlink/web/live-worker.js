@@ -514,7 +514,8 @@ function videoClock() {
 // at, the audio clock of that moment, not of the draw. The display interval is a low percentile
 // of the spacing of animation frames (a busy machine skips some); the time a drawn frame stays
 // up is their mean spacing.
-const DISPLAY = { last: 0, spacings: new Float64Array(32), count: 0, interval: 16667, held: 16667 };
+const DISPLAY = { last: 0, spacings: new Float64Array(32), sorted: new Float64Array(32), count: 0, interval: 16667,
+                  held: 16667 };
 
 function onAnimationFrame(begin) {
   if (DISPLAY.last && begin > DISPLAY.last) {
@@ -522,9 +523,11 @@ function onAnimationFrame(begin) {
     DISPLAY.spacings[DISPLAY.count++ % DISPLAY.spacings.length] = spacing;
     DISPLAY.held += (spacing - DISPLAY.held) / 32;
     if (DISPLAY.count >= 8) {
-      const recent = Array.from(DISPLAY.spacings.subarray(0, Math.min(DISPLAY.count, DISPLAY.spacings.length)));
-      recent.sort((a, b) => a - b);
-      DISPLAY.interval = Math.max(4000, Math.min(50000, recent[Math.floor(recent.length / 10)]));
+      const n = Math.min(DISPLAY.count, DISPLAY.spacings.length);
+      const sorted = DISPLAY.sorted.subarray(0, n); // no allocation per animation frame
+      sorted.set(DISPLAY.spacings.subarray(0, n));
+      sorted.sort();
+      DISPLAY.interval = Math.max(4000, Math.min(50000, sorted[Math.floor(n / 10)]));
     }
   }
   DISPLAY.last = begin;
