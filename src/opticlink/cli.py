@@ -15,8 +15,9 @@ from opticlink import __version__
 def _add_camera_auth(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", help="camera user (else taken from the URL)")
     parser.add_argument("--password", help="camera password (else taken from the URL)")
-    parser.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
-                        help="RTP interleaved in RTSP (tcp, default) or over UDP")
+    parser.add_argument("--transport", choices=("auto", "tcp", "udp", "tcp,udp", "udp,tcp"), default="auto",
+                        help="auto (default): RTP interleaved in RTSP (tcp), falling back to udp when the camera "
+                             "refuses it; tcp or udp alone; or an order such as udp,tcp")
 
 
 def _add_sim_options(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,11 @@ def _add_sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", type=Path, help="serve this file's picture and sound instead of the test pattern")
     parser.add_argument("--size", default="640x360", help="test pattern size (default 640x360)")
     parser.add_argument("--bitrate", type=int, default=800_000, help="video bit rate in bit/s (default 800000)")
+    parser.add_argument("--codec", choices=("h264", "h265"), default="h264", help="video codec (default h264)")
+    parser.add_argument("--bframes", type=int, choices=range(4), default=0,
+                        help="B-frames between reference frames, 0 to 3; sent in decoding order (default 0)")
+    parser.add_argument("--parameter-sets", choices=("inband", "sdp", "both"), default="both",
+                        help="where the video's parameter sets go: in band, only in the SDP, or both (default)")
     parser.add_argument("--echo-delay-ms", type=float,
                         help="the camera's microphone hears its speaker this much later (default: it does not)")
     parser.add_argument("--echo-gain-db", type=float, default=-6.0, help="... at this gain (default -6 dB)")
@@ -47,7 +53,8 @@ def _sim_cameras(args: argparse.Namespace, count: int) -> list:
                           bitrate=args.bitrate, clip=args.clip, username=getattr(args, "sim_username", None),
                           password=getattr(args, "sim_password", None),
                           backchannel_file=getattr(args, "backchannel_dir", None)
-                          and Path(args.backchannel_dir) / f"cam{i + 1}.bin", echo=echo))
+                          and Path(args.backchannel_dir) / f"cam{i + 1}.bin", echo=echo,
+                          bframes=args.bframes, codec=args.codec, parameter_sets=args.parameter_sets))
     return out
 
 
@@ -66,15 +73,29 @@ async def _probe(args: argparse.Namespace) -> int:
     config = ClientConfig(url, username=args.username, password=args.password, transport=args.transport,
                           backchannel=backchannel)
 
+    recorder = None
+    if args.save is not None:
+        from opticlink.camera.corpus import TrafficRecorder
+        recorder = TrafficRecorder.for_config(config)
+
     def progress(elapsed: float) -> None:
         print(f"  probing... {elapsed:4.1f}/{args.seconds:g} s", file=sys.stderr, flush=True)
 
     try:
-        report = await probe(config, args.seconds, on_progress=None if args.json else progress)
+        report = await probe(config, args.seconds, on_progress=None if args.json else progress, recorder=recorder)
     finally:
         if server is not None:
             await server.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    if recorder is not None:
+        from opticlink.camera.corpus import CorpusError
+        try:
+            corpus = recorder.save(args.save)
+        except (CorpusError, OSError) as exc:
+            print(f"opticlink probe: not saved: {exc}", file=sys.stderr)
+            return 1
+        print(f"saved {len(corpus.packets)} packets ({args.save.stat().st_size} bytes) to {args.save}"
+              + (f"; stopped recording: {corpus.truncated}" if corpus.truncated else ""), file=sys.stderr)
     return 1 if report.error else 0
 
 
@@ -93,6 +114,8 @@ async def _capture(args: argparse.Namespace) -> int:
 
     result = await capture(config, args.seconds, args.output, audio_offset_ms=args.audio_offset_ms,
                            on_progress=progress)
+    for skipped in result.skipped:
+        print(f"opticlink capture: warning: not recorded: {skipped}", file=sys.stderr)
     f = result.file
     print(f"wrote {f.path}: {f.video_frames} video frames, {f.audio_samples} audio samples, {f.duration_s:.1f} s"
           + (f" (audio: {f.audio_inserted} samples of silence for lost audio)" if f.audio_inserted else ""))
@@ -205,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="how long to play (default 5)")
     p.add_argument("--backchannel", action="store_true", help="ask for the ONVIF audio backchannel")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--save", type=Path, metavar="FILE",
+                   help="also save what the camera sent (RTSP setup, SDP, every RTP/RTCP packet; passwords "
+                        "redacted; at most 60 s or 20 MB) to FILE, for a bug report or a regression test")
     _add_camera_auth(p)
     _add_sim_options(p)
 

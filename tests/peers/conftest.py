@@ -16,12 +16,16 @@ HERE = Path(__file__).parent
 
 
 @contextlib.contextmanager
-def gstreamer_server(tmp_path: Path, video: str = "h264", audio: str = "pcmu") -> Iterator[tuple[str, Path]]:
+def gstreamer_server(tmp_path: Path, video: str = "h264", audio: str = "pcmu", *, clip: Path | None = None,
+                     bframes: int = 0, parameter_sets: str = "inband",
+                     audio_ms: int = 0) -> Iterator[tuple[str, Path]]:
     """Start the GStreamer ONVIF server; yields its URL and the backchannel output file."""
     back = tmp_path / "backchannel.ulaw"
+    extra = ["--clip", str(clip)] if clip is not None else []
+    extra += ["--bframes", str(bframes), "--parameter-sets", parameter_sets, "--audio-ms", str(audio_ms)]
     proc = subprocess.Popen([SYSTEM_PYTHON, str(HERE / "gst_onvif_server.py"), "--video", video, "--audio", audio,
-                             "--backchannel-file", str(back)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--backchannel-file", str(back), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         line = ""

@@ -24,3 +24,18 @@ def test_a_silent_track_holds_the_others_no_longer_than_the_hold():
     assert merger.push(frame(0, 40), 0.05) == []
     assert merger.deadline() == 0.25
     assert [f.pts_us for f in merger.poll(0.25)] == [40_000]
+
+
+def test_b_frames_keep_their_decode_order_and_interleave_with_audio_by_decode_time():
+    merger = FrameMerger(hold=1.0)
+    video = [(0, -80), (120, -40), (40, 0), (80, 40), (240, 80), (160, 120), (200, 160)]  # (pts, dts) ms
+    out = []
+    for i, (pts, dts) in enumerate(video):
+        f = frame(0, pts)
+        f.dts_us = dts * 1000
+        out += merger.push(f, i * 0.04)
+        out += merger.push(frame(1, i * 40 - 80), i * 0.04 + 0.001)
+    out += merger.flush()
+    assert [f.pts_us // 1000 for f in out if f.track == 0] == [p for p, _ in video]  # never reordered
+    decode = [f.decode_us for f in out]
+    assert decode == sorted(decode)

@@ -32,6 +32,8 @@ def create_app(service: Service) -> FastAPI:
     viewers = Gauge("opticlink_viewers", "live viewers", ["camera"], registry=registry)
     frames = Gauge("opticlink_frames_total", "frames published", ["camera"], registry=registry)
     connected = Gauge("opticlink_camera_playing", "1 when the camera session plays", ["camera"], registry=registry)
+    dropped = Gauge("opticlink_udp_datagrams_dropped", "UDP datagrams not from the camera's address and ports "
+                    "(this connection)", ["camera"], registry=registry)
 
     @app.middleware("http")
     async def isolate(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -77,6 +79,8 @@ def create_app(service: Service) -> FastAPI:
             viewers.labels(runtime.config.id).set(len(runtime.hub.viewers))
             frames.labels(runtime.config.id).set(runtime.hub.frames)
             connected.labels(runtime.config.id).set(1 if runtime.session.state == "playing" else 0)
+            client = runtime.session.client
+            dropped.labels(runtime.config.id).set(client.connection.datagrams_dropped if client is not None else 0)
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
     @app.websocket("/api/cameras/{camera}/live")

@@ -17,7 +17,8 @@ class CameraConfig(BaseModel):
     url: str  # rtsp://[user:pass@]host[:port]/path
     username: str | None = None  # else taken from the URL
     password: str | None = None
-    transport: Literal["tcp", "udp"] = "tcp"
+    transport: Literal["auto", "tcp", "udp", "tcp,udp", "udp,tcp"] = "auto"  # auto: TCP, falling back to UDP
+    udp_any_port: bool = False  # over UDP, take the camera's packets from any port, not only its server_port
     audio_offset_ms: float = Field(0.0, ge=-2000, le=2000)  # positive delays the camera's sound
     live_audio: bool = True  # send the camera's audio to live viewers
     record_audio: bool = True  # keep audio in recordings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import asdict, dataclass, field
 
 from opticlink.api.config import CameraConfig, ServiceConfig
@@ -27,9 +28,17 @@ class CameraRuntime:
     def status(self) -> dict[str, object]:
         session = self.session
         sync = session.sync_stats()
+        connection = session.client.connection if session.client is not None else None
+        playing = session.state == "playing"
         out: dict[str, object] = {
             "id": self.config.id, "name": self.config.title, "state": session.state,
-            "connects": session.connects, "error": str(session.last_error) if session.last_error else None,
+            "connects": session.connects,
+            "error": str(session.last_error) if session.last_error and not playing else None,
+            "transport": connection.transport if connection is not None else None,  # tcp or udp, used or tried
+            "transport_requested": self.config.transport,
+            "fallbacks": list(connection.fallbacks) if connection is not None else [],
+            "media": [asdict(m) for m in connection.media_states(_now())] if connection is not None else [],
+            "datagrams_dropped": connection.datagrams_dropped if connection is not None else 0,
             "viewers": [{"name": v.name, "sent": v.sent, "dropped_video": v.dropped_video,
                          "dropped_audio": v.dropped_audio} for v in self.hub.viewers],
             "frames": self.hub.frames,
@@ -61,6 +70,14 @@ class CameraRuntime:
         return out
 
 
+def _now() -> float:
+    """The clock the camera sessions run on (the loop's)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
 def _publisher(hub: CameraHub, return_path: ReturnPath | None):  # type: ignore[no-untyped-def]
     def publish(frame) -> None:  # type: ignore[no-untyped-def]
         now = asyncio.get_running_loop().time()
@@ -80,7 +97,7 @@ class Service:
         for camera in config.cameras:
             hub = CameraHub(camera.id, camera.title, audio=camera.live_audio)
             client = ClientConfig(camera.url, username=camera.username, password=camera.password,
-                                  transport=camera.transport)
+                                  transport=camera.transport, udp_any_port=camera.udp_any_port)
             session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
             return_path = ReturnPath(lambda session=session: session.epoch) if camera.talkback else None
             session.on_frame = _publisher(hub, return_path)

@@ -8,10 +8,11 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from opticlink.camera.corpus import TrafficRecorder
 from opticlink.camera.ingest import TrackState
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
-from opticlink.rtsp.client import ClientConfig
+from opticlink.rtsp.client import ClientConfig, Event, MediaState
 from opticlink.sync.reports import SenderReportInfo
 
 
@@ -53,8 +54,12 @@ class TrackReport:
 @dataclass(slots=True)
 class ProbeReport:
     url: str
-    transport: str
+    transport: str  # the lower transport used (or last tried): tcp or udp
     seconds: float
+    transport_requested: str = "auto"
+    fallbacks: list[str] = field(default_factory=list)  # transports given up, and why
+    media: list[MediaState] = field(default_factory=list)  # every section of the description, with its state
+    datagrams_dropped: int = 0  # UDP datagrams not from the camera's address and ports
     tracks: list[TrackReport] = field(default_factory=list)
     backchannel_requested: bool = False
     backchannel: str | None = None  # what it accepts, or why not
@@ -75,10 +80,9 @@ def _mapping(info: SenderReportInfo | None, started: float) -> ReportMapping | N
 def _track_report(state: TrackState, started: float) -> TrackReport:
     track, receiver = state.track, state.receiver
     stats = receiver.stats.snapshot()
-    sdp_direction = track.media.direction or "sendrecv"
     return TrackReport(
         index=track.index, media=track.kind, codec=track.format.encoding, clock_rate=track.format.clock_rate,
-        channels=track.format.channels, direction=sdp_direction, role="live",
+        channels=track.format.channels, direction=track.direction, role="live",
         packets=stats.packets, bytes=stats.bytes, units=receiver.units, lost=receiver.buffer.lost,
         reordered=stats.reordered, late=stats.late, duplicates=stats.duplicates,
         malformed=receiver.malformed + getattr(receiver.depacketizer, "malformed", 0),
@@ -89,11 +93,22 @@ def _track_report(state: TrackState, started: float) -> TrackReport:
 
 
 async def probe(config: ClientConfig, seconds: float = 5.0,
-                on_progress: Callable[[float], None] | None = None) -> ProbeReport:
-    """Play a camera for `seconds` and report its tracks, reception and backchannel."""
-    report = ProbeReport(config.url, config.transport, seconds, backchannel_requested=config.backchannel)
+                on_progress: Callable[[float], None] | None = None,
+                recorder: TrafficRecorder | None = None) -> ProbeReport:
+    """Play a camera for `seconds` and report its tracks, reception and backchannel; a `recorder`
+    is fed every client event (what the camera sent, for `--save`)."""
+    report = ProbeReport(config.url, config.transport, seconds, config.transport,
+                         backchannel_requested=config.backchannel)
     session = CameraSession(config, name="probe", reconnect=False, on_frame=lambda frame: None)
     loop = asyncio.get_running_loop()
+    if recorder is not None:  # tap the session's event handler: the recorder sees each event first
+        handle = session._on_event
+
+        def tap(event: Event) -> None:
+            recorder.on_event(event, loop.time())
+            handle(event)
+
+        session._on_event = tap  # type: ignore[method-assign]
     task = loop.create_task(session.run())
     started = loop.time()
     try:
@@ -114,6 +129,12 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
     finally:
         sync = session.sync_stats()
         report.sync = asdict(sync) if sync is not None else None
+        if session.client is not None:  # before stopping: the states as they were while playing
+            connection = session.client.connection
+            report.transport = connection.transport
+            report.fallbacks = list(connection.fallbacks)
+            report.media = connection.media_states(loop.time())
+            report.datagrams_dropped = connection.datagrams_dropped
         await session.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, RtspError):
@@ -135,9 +156,15 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
 
 def format_report(report: ProbeReport) -> str:
     """The report as a person reads it."""
-    lines = [f"{report.url} over {report.transport.upper()}, {report.seconds:g} s"]
+    lines = [f"{report.url} over {report.transport.upper()} ({report.transport_requested}), {report.seconds:g} s"]
+    lines += [f"  {fallback} (fell back)" for fallback in report.fallbacks]
     if report.error:
         lines.append(f"  error: {report.error}")
+    for m in report.media:
+        track = f", track {m.track}" if m.track is not None else ""
+        lines.append(f"  media {m.position}: {m.kind} {m.codec} ({m.direction}): {m.state}{track}")
+    if report.datagrams_dropped:
+        lines.append(f"  datagrams dropped (not from the camera's address and ports): {report.datagrams_dropped}")
     for t in report.tracks:
         head = f"  track {t.index}: {t.media} {t.codec}/{t.clock_rate}"
         head += f"/{t.channels}" if t.channels != 1 else ""

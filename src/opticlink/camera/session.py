@@ -107,6 +107,7 @@ class CameraSession:
             try:
                 await client.start()
                 self.connects += 1
+                self.last_error = None  # playing again: the failure before is over
                 error = await client.wait_closed()
             except RtspError as exc:
                 error = exc

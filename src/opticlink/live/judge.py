@@ -32,6 +32,7 @@ class Judged:
     misread: int  # frames left out: picture and sound stamps that cannot belong together
     mean_ms: float
     stddev_ms: float
+    spread_ms: float  # 1.4826 x the median absolute deviation: the stddev without the odd stray frame
     p99_abs_dev_ms: float  # p99 of |offset - mean|: how far single frames stray
     drift_ms: float  # last 5 s mean minus first 5 s mean: whether sync holds over time
     block_means_ms: list[float]  # 5 s block means
@@ -109,7 +110,9 @@ def _part(t: np.ndarray, d: np.ndarray, start: float, stop: float) -> Judged | N
     mean = float(d.mean())
     blocks = [float(d[(t >= b) & (t < b + 5)].mean()) for b in np.arange(t[0], t[-1] - 2.5, 5.0)
               if ((t >= b) & (t < b + 5)).sum() >= 10]
+    spread = 1.4826 * float(np.median(np.abs(d - np.median(d))))
     return Judged(frames=len(d), misread=misread, mean_ms=round(mean, 2), stddev_ms=round(float(d.std()), 2),
+                  spread_ms=round(spread, 2),
                   p99_abs_dev_ms=round(float(np.percentile(np.abs(d - mean), 99)), 2),
                   drift_ms=round(blocks[-1] - blocks[0], 2) if len(blocks) >= 2 else 0.0,
                   block_means_ms=[round(b, 2) for b in blocks])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opticlink.camera.session import CameraSession
@@ -22,6 +22,7 @@ class CaptureResult:
     file: WriteSummary
     sync: SyncStats | None
     error: str | None = None
+    skipped: list[str] = field(default_factory=list)  # media the camera sends that the file lacks, and why
 
 
 async def capture(config: ClientConfig, seconds: float, path: str | Path, *, audio_offset_ms: float = 0.0,
@@ -50,8 +51,17 @@ async def capture(config: ClientConfig, seconds: float, path: str | Path, *, aud
         error = str(exc)
     finally:
         stats = session.sync_stats()
+        skipped = _skipped(session)
         await session.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, RtspError):
             await task
-    return CaptureResult(writer.close(), stats, error)
+    return CaptureResult(writer.close(), stats, error, skipped)
+
+
+def _skipped(session: CameraSession) -> list[str]:
+    """The camera's media sections it sends but we do not receive (an unsupported codec...)."""
+    if session.client is None:
+        return []
+    return [f"{s.media.kind} {s.media.format.rtpmap if s.media.format else '?'} (media {s.position}): {s.reason}"
+            for s in session.client.connection.skipped if s.direction in ("sendrecv", "recvonly")]

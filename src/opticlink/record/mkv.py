@@ -2,14 +2,19 @@
 
 Frames keep the sync engine's presentation times (video to Matroska's millisecond, with the
 rounding error carried from frame to frame), so any player or analysis tool sees our alignment.
-Video is copied as received (Annex B in; FFmpeg's muxer writes avcC/hvcC). Audio is decoded and
-written as PCM through a `TimelineResampler`, so its samples sit where the timeline puts them
-even when the camera's audio clock is skewed (G.711 cannot go in MP4, and Matroska's PCM is what
-every tool reads). The file starts at the first video keyframe.
+Video is copied as received, in decode order with its decode times: no encoder is ever opened.
+The stream is declared from its own parameter sets (those of the SDP, or the first in-band set),
+read by FFmpeg's own H.264/H.265 demuxer from the parameter sets and the first keyframe; FFmpeg's
+muxer writes them as avcC/hvcC. A keyframe that brings other parameter sets (the camera changed
+its resolution) carries them in band, as Matroska allows and every decoder follows. Audio is
+decoded and written as PCM through a `TimelineResampler`, so its samples sit where the timeline
+puts them even when the camera's audio clock is skewed (G.711 cannot go in MP4, and Matroska's
+PCM is what every tool reads). The file starts at the first video keyframe's decode time.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +45,7 @@ class WriteSummary:
     audio_samples: int = 0
     dropped_before_keyframe: int = 0
     pts_fixes: int = 0
+    parameter_set_changes: int = 0
     audio_inserted: int = 0
     audio_trimmed: int = 0
     duration_s: float = 0.0
@@ -65,8 +71,11 @@ class MatroskaWriter:
         self._decoder: AudioDecoder | None = None
         self._resampler: TimelineResampler | None = None
         self._start_us: int | None = None
-        self._last_video_ms = -1
+        self._last_dts_ms = -1
         self._video_residual = 0.0
+        self._dts_residual = 0.0
+        self._parameter_sets: tuple[bytes, ...] = ()
+        self._video_codec = ""
         self._samples_out = 0
 
     def write(self, frame: MediaFrame) -> None:
@@ -100,13 +109,11 @@ class MatroskaWriter:
         container = av.open(self.path, "w", format="matroska")
         keyframe = next((f for f in self._pending if f.kind == "video" and f.keyframe), None)
         if keyframe is not None and isinstance(keyframe.config, VideoConfig):
-            width, height = _dimensions(keyframe)
-            stream = container.add_stream("h264" if keyframe.config.codec == "h264" else "hevc")
-            stream.width, stream.height = width, height
-            stream.codec_context.extradata = annexb(keyframe.config.parameter_sets)
+            stream = _copy_stream(container, keyframe)
             stream.time_base = MS
             self._video, self._video_track = stream, keyframe.track
-            self._start_us = keyframe.pts_us
+            self._parameter_sets, self._video_codec = keyframe.config.parameter_sets, keyframe.config.codec
+            self._start_us = keyframe.decode_us
         audio = next((f for f in self._pending if f.kind == "audio" and isinstance(f.config, AudioConfig)), None)
         if audio is not None:
             assert isinstance(audio.config, AudioConfig)
@@ -125,32 +132,49 @@ class MatroskaWriter:
 
     def _write(self, frame: MediaFrame) -> None:
         assert self._container is not None and self._start_us is not None
-        if frame.pts_us < self._start_us:
+        if frame.decode_us < self._start_us:
             self.summary.dropped_before_keyframe += 1
             return
         if frame.track == self._video_track and self._video is not None:
-            # Matroska counts in milliseconds. Rounding each frame alone would leave an error that
-            # wanders slowly as the timeline drifts past the grid (a false skew of several ppm over
-            # a minute); carrying the rounding error to the next frame keeps the average exact.
-            exact = (frame.pts_us - self._start_us) / 1000 + self._video_residual
-            ms = round(exact)
-            self._video_residual = exact - ms
-            if ms <= self._last_video_ms:
-                ms = self._last_video_ms + 1
-                self.summary.pts_fixes += 1
-            self._last_video_ms = ms
-            packet = av.Packet(annexb(split_length_prefixed(frame.data)))
-            packet.stream = self._video
-            packet.pts = packet.dts = ms
-            packet.time_base = MS
-            packet.is_keyframe = frame.keyframe
-            self._container.mux(packet)
-            self.summary.video_frames += 1
-            self.summary.duration_s = max(self.summary.duration_s, ms / 1000)
+            self._write_video(frame)
         elif frame.track == self._audio_track and self._decoder is not None and self._resampler is not None:
             pcm = self._decoder.decode(frame.data)
             if len(pcm):
                 self._mux_audio(self._resampler.push(pcm, frame.pts_us - self._start_us))
+
+    def _write_video(self, frame: MediaFrame) -> None:
+        assert self._container is not None and self._start_us is not None
+        config = frame.config
+        if not isinstance(config, VideoConfig) or config.codec != self._video_codec:
+            self.summary.dropped_before_keyframe += 1  # a codec this file was not declared with
+            return
+        nalus = split_length_prefixed(frame.data)
+        if config.parameter_sets != self._parameter_sets and frame.keyframe and config.complete:
+            self._parameter_sets = config.parameter_sets
+            self.summary.parameter_set_changes += 1
+            nalus = [*config.parameter_sets, *nalus]
+        # Matroska counts in milliseconds. Rounding each frame alone would leave an error that
+        # wanders slowly as the timeline drifts past the grid (a false skew of several ppm over
+        # a minute); carrying the rounding error to the next frame keeps the average exact.
+        exact = (frame.pts_us - self._start_us) / 1000 + self._video_residual
+        pts = round(exact)
+        self._video_residual = exact - pts
+        exact = (frame.decode_us - self._start_us) / 1000 + self._dts_residual
+        dts = round(exact)
+        self._dts_residual = exact - dts
+        dts = max(dts, self._last_dts_ms)  # decode times never go back (Matroska allows equal ones)
+        if pts < dts:
+            pts = dts
+            self.summary.pts_fixes += 1
+        self._last_dts_ms = dts
+        packet = av.Packet(annexb(nalus))
+        packet.stream = self._video
+        packet.pts, packet.dts = pts, dts
+        packet.time_base = MS
+        packet.is_keyframe = frame.keyframe
+        self._container.mux(packet)
+        self.summary.video_frames += 1
+        self.summary.duration_s = max(self.summary.duration_s, pts / 1000)
 
     def _mux_audio(self, samples: np.ndarray) -> None:
         if not len(samples) or self._audio is None or self._container is None:
@@ -164,17 +188,21 @@ class MatroskaWriter:
         audio.time_base = Fraction(1, self._resampler.rate)
         self._samples_out += pcm.shape[1]
         self.summary.audio_samples = self._samples_out
+        end = audio.pts / self._resampler.rate + pcm.shape[1] / self._resampler.rate
+        self.summary.duration_s = max(self.summary.duration_s, round(end, 3))
         for packet in self._audio.encode(audio):
             self._container.mux(packet)
 
 
-def _dimensions(frame: MediaFrame) -> tuple[int, int]:
-    """Width and height of a keyframe, decoded once."""
-    assert isinstance(frame.config, VideoConfig)
-    ctx = av.CodecContext.create("h264" if frame.config.codec == "h264" else "hevc", "r")
-    data = annexb(frame.config.parameter_sets) + annexb(split_length_prefixed(frame.data))
-    for decoded in ctx.decode(av.Packet(data)):
-        return decoded.width, decoded.height
-    for decoded in ctx.decode(None):
-        return decoded.width, decoded.height
-    raise ValueError("the first keyframe did not decode")
+def _copy_stream(container: av.container.OutputContainer, keyframe: MediaFrame) -> av.video.stream.VideoStream:
+    """A stream-copy video stream declared from the stream's own parameter sets and first keyframe.
+
+    FFmpeg's raw H.264/H.265 demuxer reads them (dimensions, profile, the parameter sets as
+    extradata); the output stream copies its parameters and opens no encoder."""
+    assert isinstance(keyframe.config, VideoConfig)
+    codec = keyframe.config.codec
+    data = annexb(keyframe.config.parameter_sets) + annexb(split_length_prefixed(keyframe.data))
+    with av.open(io.BytesIO(data), "r", format="h264" if codec == "h264" else "hevc") as probe:
+        if not probe.streams.video or not probe.streams.video[0].codec_context.width:
+            raise ValueError(f"the first {codec} keyframe does not say its picture size")
+        return container.add_stream_from_template(probe.streams.video[0])

@@ -2,6 +2,8 @@
 
 It does nothing protocol-specific: bytes in, bytes out, the loop's clock for `now`, and events
 passed on to a callback as they happen (RTP packets included, so the hot path has no queue).
+A transport fallback that needs a new connection (`TransportFallback.reconnect`) is followed
+like a redirect: the core's `successor()` is driven on a new socket.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from opticlink.rtsp.client import (
     Redirected,
     RtspClientConnection,
     Track,
+    TransportFallback,
     UdpPortsRequired,
     split_url,
 )
@@ -58,7 +61,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.client, self.track, self.rtcp = client, track, rtcp
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.client._on_datagram(self.track, self.rtcp, data)
+        self.client._on_datagram(self.track, self.rtcp, data, (str(addr[0]), addr[1]))
 
 
 class RtspClient:
@@ -87,6 +90,11 @@ class RtspClient:
     @property
     def tracks(self) -> list[Track]:
         return self.connection.tracks
+
+    @property
+    def transport(self) -> str:
+        """The lower transport being tried or used: "tcp" or "udp"."""
+        return self.connection.transport
 
     async def start(self) -> Playing:
         """Connect, set up and play; raises `RtspError` with the failing step."""
@@ -127,15 +135,18 @@ class RtspClient:
             self._shutdown(error)
             raise error from None
         self._transport = transport  # type: ignore[assignment]
-        self.connection.start(self._loop.time())
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self._server_host = str(peer[0])  # the address media comes from and RTCP goes to
+        self.connection.start(self._loop.time(), self._server_host)
         self._pump()
 
     def _on_data(self, data: bytes) -> None:
         self.connection.receive_data(data, self._loop.time())
         self._pump()
 
-    def _on_datagram(self, track: int, rtcp: bool, data: bytes) -> None:
-        self.connection.receive_datagram(track, rtcp, data, self._loop.time())
+    def _on_datagram(self, track: int, rtcp: bool, data: bytes, source: tuple[str, int]) -> None:
+        self.connection.receive_datagram(track, rtcp, data, self._loop.time(), source)
         self._pump()
 
     def _on_connection_lost(self, exc: Exception | None) -> None:
@@ -166,6 +177,12 @@ class RtspClient:
                     self._playing.exception()  # retrieved: start() re-raises it
             elif isinstance(event, Redirected):
                 self._follow_redirect(event.url)
+            elif isinstance(event, TransportFallback):
+                log.info("RTSP %s: %s failed (%s); trying %s", connection.url, event.failed.upper(), event.reason,
+                         event.next.upper())
+                self._close_udp()
+                if event.reconnect and connection is self.connection:
+                    self._replace_connection(connection.successor())
             elif isinstance(event, Closed) and connection is self.connection:
                 self._shutdown(self._error)
             self.on_event(event)
@@ -196,11 +213,16 @@ class RtspClient:
         config = dataclasses.replace(self.config, url=target)
         if config.username is None and creds is not None:
             config = dataclasses.replace(config, username=creds.username, password=creds.password)
+        log.info("RTSP redirect from %s to %s", self.connection.url, target)
+        self._replace_connection(RtspClientConnection(config))
+
+    def _replace_connection(self, connection: RtspClientConnection) -> None:
+        """Drop the control connection and drive `connection` on a new one."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        log.info("RTSP redirect from %s to %s", self.connection.url, target)
-        self.connection = RtspClientConnection(config)
+        self._close_udp()
+        self.connection = connection
         self._loop.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -211,23 +233,33 @@ class RtspClient:
                 self._playing.set_exception(exc)
 
     async def _bind_udp(self, tracks: list[Track]) -> None:
+        connection = self.connection
         host = "0.0.0.0"
         if self._transport is not None:
             host = self._transport.get_extra_info("sockname")[0]
         ports: dict[int, tuple[int, int]] = {}
+        bound: dict[tuple[int, bool], asyncio.DatagramTransport] = {}
         try:
             for track in tracks:
-                ports[track.index] = await self._bind_pair(track.index, host)
+                ports[track.index] = await self._bind_pair(track.index, host, bound)
         except OSError as exc:
+            for sock in bound.values():
+                sock.close()
             self._error = RtspError("SETUP", f"cannot bind UDP ports: {exc}")
             if not self._playing.done():
                 self._playing.set_exception(self._error)
             self._shutdown(self._error)
             return
+        if connection is not self.connection or self._closed.done():  # replaced or closed meanwhile
+            for sock in bound.values():
+                sock.close()
+            return
+        self._udp.update(bound)
         self.connection.provide_udp_ports(ports)
         self._pump()
 
-    async def _bind_pair(self, index: int, host: str) -> tuple[int, int]:
+    async def _bind_pair(self, index: int, host: str,
+                         bound: dict[tuple[int, bool], asyncio.DatagramTransport]) -> tuple[int, int]:
         """An even RTP port and the odd port after it, as RFC 3550 asks."""
         for _ in range(20):
             rtp, _ = await self._loop.create_datagram_endpoint(
@@ -240,11 +272,16 @@ class RtspClient:
                 except OSError:
                     rtp.close()
                     continue
-                self._udp[(index, False)] = rtp
-                self._udp[(index, True)] = rtcp
+                bound[(index, False)] = rtp
+                bound[(index, True)] = rtcp
                 return port, port + 1
             rtp.close()
         raise OSError("no free even/odd UDP port pair")
+
+    def _close_udp(self) -> None:
+        for sock in self._udp.values():
+            sock.close()
+        self._udp.clear()
 
     def _send_datagram(self, track: int, rtcp: bool, data: bytes) -> None:
         sock = self._udp.get((track, rtcp))
@@ -260,9 +297,7 @@ class RtspClient:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        for sock in self._udp.values():
-            sock.close()
-        self._udp.clear()
+        self._close_udp()
         if not self._playing.done():
             self._playing.set_exception(error or RtspError("connect", "closed before playing"))
             self._playing.exception()

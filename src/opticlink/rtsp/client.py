@@ -9,11 +9,29 @@ With `backchannel=True` the ONVIF backchannel is asked for (`Require:
 www.onvif.org/ver20/backchannel` on DESCRIBE, SETUP and PLAY) and its `sendonly` audio section is
 set up; a camera that refuses (551, or any failure of DESCRIBE, SETUP or PLAY) is asked again
 without it, so the live tracks play either way.
+
+Transport (`ClientConfig.transport`) is an order to try: `auto` is TCP interleaved, then UDP (as
+FFmpeg and VLC fall back); `udp,tcp` the reverse; `tcp` or `udp` alone never fall back. The next
+transport is tried when a SETUP fails (any answer but 200, 401 and the backchannel's 551; no
+answer in `request_timeout`; an unusable Transport reply; the camera closing the connection) or
+when PLAY succeeded but not one RTP or RTCP packet arrived within `stall_timeout` (FFmpeg's
+UDP-to-TCP rule). It starts over cleanly: the session so far is torn down and every track set up
+again on the same connection; when the connection is gone or hung, `TransportFallback.reconnect`
+asks the adapter to drive `successor()` on a new one. Media that stops after it once flowed is a
+failure (the camera session reconnects), not a fallback.
+
+Over UDP, datagrams count only from the camera: the RTSP peer's address (or the SETUP reply's
+`source`, RFC 2326 section 12.39), and the SETUP reply's `server_port` pair, as gortsplib checks
+(servers send from the ports they receive on: symmetric RTP, RFC 4961, and RFC 7826's `src_addr`).
+Others are dropped and counted in `datagrams_dropped`; `udp_any_port` relaxes the port check for
+cameras that send from other ports than they announce.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import ipaddress
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +62,20 @@ from opticlink.rtsp.sdp import MediaDescription, SessionDescription, resolve_con
 
 BACKCHANNEL_REQUIRE = "www.onvif.org/ver20/backchannel"
 BACKCHANNEL_FORMATS = ("PCMU", "PCMA", "L16", "MPEG4-GENERIC")
+NO_PACKETS_AFTER = 3.0  # seconds without RTP on a playing track before its state says "no packets"
+
+TransportChoice = Literal["auto", "tcp", "udp", "tcp,udp", "udp,tcp"]
+TRANSPORT_ORDERS: dict[str, tuple[str, ...]] = {
+    "auto": ("tcp", "udp"), "tcp": ("tcp",), "udp": ("udp",), "tcp,udp": ("tcp", "udp"), "udp,tcp": ("udp", "tcp"),
+}
+
+
+def transport_order(choice: str) -> tuple[str, ...]:
+    """The lower transports to try, in order; raises ValueError for an unknown choice."""
+    try:
+        return TRANSPORT_ORDERS[choice.replace(" ", "").lower()]
+    except KeyError:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORT_ORDERS)}, not {choice!r}") from None
 
 
 @dataclass(slots=True)
@@ -53,7 +85,8 @@ class ClientConfig:
     url: str
     username: str | None = None  # given apart; else taken from the URL
     password: str | None = None
-    transport: Literal["tcp", "udp"] = "tcp"  # RTP interleaved in the RTSP connection, or UDP
+    transport: TransportChoice = "auto"  # TCP interleaved then UDP; "tcp"/"udp" only; "udp,tcp" UDP first
+    udp_any_port: bool = False  # over UDP, take the camera's datagrams from any port, not only server_port
     backchannel: bool = False  # ask for the ONVIF audio backchannel
     only_backchannel: bool = False  # set up the backchannel alone (a talk session beside the live one)
     request_timeout: float = 10.0  # seconds to wait for any response
@@ -76,15 +109,51 @@ class Track:
     server_ports: tuple[int, int] | None = None
     ssrc: int | None = None
     rtp_info: RtpInfo | None = None
+    direction: str = "sendrecv"  # the section's effective direction (its own, else the session's)
+    last_packet: float | None = None  # when the last RTP packet arrived
 
     @property
     def kind(self) -> str:
         return self.media.kind
 
+    @property
+    def lower_transport(self) -> str | None:
+        """"tcp" (interleaved) or "udp" once set up, else None."""
+        if self.channels is not None:
+            return "tcp"
+        return "udp" if self.server_ports is not None or self.client_ports is not None else None
+
+    def reset_setup(self) -> None:
+        """Forget what SETUP and PLAY gave (before the track is set up again)."""
+        self.transport = self.channels = self.client_ports = self.server_ports = None
+        self.ssrc = self.rtp_info = self.last_packet = None
+
     def describe(self) -> str:
         fmt = self.format
         role = "backchannel" if self.backchannel else "live"
         return f"{self.kind} {fmt.encoding}/{fmt.clock_rate} ({role})"
+
+
+@dataclass(slots=True)
+class SkippedMedia:
+    """A media section of the description that is not set up, and why (`unsupported codec MPA`)."""
+
+    position: int  # the section's place among the description's m= lines
+    media: MediaDescription
+    direction: str
+    reason: str
+
+
+@dataclass(slots=True)
+class MediaState:
+    """One media section of the camera's description and what became of it."""
+
+    position: int  # place among the m= lines
+    kind: str  # video, audio, application...
+    codec: str  # encoding/clock rate[/channels] of its first format, or "?"
+    direction: str  # effective: its own, else the session's, else sendrecv
+    state: str  # playing, no packets, not playing, backchannel, unsupported codec X, inactive, ...
+    track: int | None = None  # our track index when set up
 
 
 # Events ---------------------------------------------------------------------------------------
@@ -115,11 +184,24 @@ class BackchannelUnavailable:
 
 @dataclass(slots=True)
 class Playing:
-    """PLAY succeeded. `range` carries `clock=` when the camera gave an absolute start."""
+    """PLAY succeeded. `range` carries `clock=` when the camera gave an absolute start;
+    `transport` is the lower transport in use ("tcp" or "udp")."""
 
     tracks: list[Track]
     range: PlayRange | None
     session_timeout: float
+    transport: str = "tcp"
+
+
+@dataclass(slots=True)
+class TransportFallback:
+    """`failed` did not work (`reason`); the session starts over with `next`. With `reconnect`,
+    the connection is gone or hung: connect anew and drive `successor()` (this one closes)."""
+
+    failed: str
+    next: str
+    reason: str
+    reconnect: bool = False
 
 
 @dataclass(slots=True)
@@ -155,8 +237,8 @@ class Closed:
     """Nothing more will happen on this connection."""
 
 
-Event = (Described | UdpPortsRequired | BackchannelUnavailable | Playing | RtpReceived | RtcpReceived
-         | Redirected | Failed | Closed)
+Event = (Described | UdpPortsRequired | BackchannelUnavailable | Playing | TransportFallback | RtpReceived
+         | RtcpReceived | Redirected | Failed | Closed)
 
 
 class State(enum.Enum):
@@ -177,6 +259,7 @@ class _Pending:
     on_response: Callable[[RtspResponse, float], None]
     sent: float
     authorized: bool = False
+    on_timeout: Callable[[], None] | None = None  # else no answer in time fails the session
 
 
 @dataclass(slots=True)
@@ -219,6 +302,18 @@ class RtspClientConnection:
         self.public_methods: set[str] = set()
         self.backchannel_wanted = config.backchannel
         self.play_range: PlayRange | None = None
+        order = transport_order(config.transport)
+        self.transport = order[0]  # the lower transport being tried or used: "tcp" or "udp"
+        self.fallbacks: list[str] = []  # each transport given up, and why
+        self.skipped: list[SkippedMedia] = []
+        self.peer_host: str | None = None  # the camera's address, for UDP source checks
+        self.datagrams_dropped = 0  # UDP datagrams from elsewhere than the camera
+        self._remaining = list(order[1:])
+        self._switched_here = False  # switched transport on this connection, not answered yet
+        self._previous: str | None = None  # the transport given up last
+        self._successor_order: tuple[str, ...] = ()
+        self._media_seen = False
+        self._play_time: float | None = None
         self._reader = RtspReader()
         self._out = bytearray()
         self._datagrams: list[tuple[int, bool, bytes]] = []
@@ -234,9 +329,10 @@ class RtspClientConnection:
 
     # Driving the connection -------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        """Begin the session (OPTIONS, then DESCRIBE)."""
+    def start(self, now: float, peer_host: str | None = None) -> None:
+        """Begin the session (OPTIONS, then DESCRIBE); `peer_host` is the address connected to."""
         self._now = now
+        self.peer_host = peer_host
         self.state = State.OPTIONS
         self._request("OPTIONS", self.url, self._on_options)
 
@@ -257,9 +353,11 @@ class RtspClientConnection:
                     continue
                 index, is_rtcp = target
                 self._last_media = now
+                self._media_seen = True
                 if is_rtcp:
                     self._events.append(RtcpReceived(index, message.data, now))
                 else:
+                    self.tracks[index].last_packet = now
                     self._events.append(RtpReceived(index, message.data, now))
             elif isinstance(message, RtspResponse):
                 self._on_response(message, now)
@@ -268,12 +366,30 @@ class RtspClientConnection:
             if self.state == State.CLOSED:
                 return
 
-    def receive_datagram(self, track: int, rtcp: bool, data: bytes, now: float) -> None:
-        """A UDP datagram that arrived on `track`'s RTP (or RTCP) port."""
-        if self.state in (State.CLOSED, State.TEARDOWN):
+    def receive_datagram(self, track: int, rtcp: bool, data: bytes, now: float,
+                         source: tuple[str, int] | None = None) -> None:
+        """A UDP datagram that arrived on `track`'s RTP (or RTCP) port from `source` (host, port)."""
+        if self.state in (State.CLOSED, State.TEARDOWN) or not 0 <= track < len(self.tracks):
+            return
+        if source is not None and not self._from_camera(self.tracks[track], rtcp, source):
+            self.datagrams_dropped += 1
             return
         self._last_media = now
-        self._events.append(RtcpReceived(track, data, now) if rtcp else RtpReceived(track, data, now))
+        self._media_seen = True
+        if rtcp:
+            self._events.append(RtcpReceived(track, data, now))
+        else:
+            self.tracks[track].last_packet = now
+            self._events.append(RtpReceived(track, data, now))
+
+    def _from_camera(self, track: Track, rtcp: bool, source: tuple[str, int]) -> bool:
+        announced = track.transport.source if track.transport is not None else None
+        host = announced if announced and _ip(announced) is not None else self.peer_host
+        if host is not None and not _same_host(source[0], host):
+            return False
+        if track.server_ports is None or self.config.udp_any_port:
+            return True
+        return source[1] == track.server_ports[1 if rtcp else 0]
 
     def connection_lost(self, now: float, reason: str = "") -> None:
         """The TCP connection closed or failed."""
@@ -284,7 +400,14 @@ class RtspClientConnection:
             self._close()
             return
         detail = f": {reason}" if reason else ""
-        self._fail("connection", f"the camera closed the connection{detail}")
+        if self.state in (State.SETUP, State.AWAIT_PORTS):
+            if self._switched_here:  # the new transport never got its chance: try it again anew
+                self._reconnect((self.transport, *self._remaining), self._previous or self.transport,
+                                f"the camera closed the connection{detail}")
+                return
+            if self._fall_back(f"the camera closed the connection during SETUP{detail}", reconnect=True):
+                return
+        self._fail("connection", f"the camera closed the connection{detail}{self._history()}")
 
     def provide_udp_ports(self, ports: dict[int, tuple[int, int]]) -> None:
         """Local RTP/RTCP port pairs for each track (answer to `UdpPortsRequired`)."""
@@ -294,6 +417,40 @@ class RtspClientConnection:
             track.client_ports = ports[track.index]
         self.state = State.SETUP
         self._setup_next()
+
+    def successor(self) -> RtspClientConnection:
+        """After `TransportFallback(reconnect=True)`: the connection to drive on a new socket."""
+        order = self._successor_order or (self.transport, *self._remaining)
+        nxt = RtspClientConnection(dataclasses.replace(self.config, transport=",".join(order)))  # type: ignore[arg-type]
+        nxt.fallbacks = list(self.fallbacks)
+        nxt.datagrams_dropped = self.datagrams_dropped
+        return nxt
+
+    def media_states(self, now: float) -> list[MediaState]:
+        """Every media section of the description, with what became of it (empty before DESCRIBE).
+
+        A live track is `playing`, or `no packets` when playing without RTP for `NO_PACKETS_AFTER`
+        seconds, or `not playing` when the session is not (yet, or any more) playing."""
+        if self.sdp is None:
+            return []
+        out: dict[int, MediaState] = {}
+        positions = {id(m): i for i, m in enumerate(self.sdp.media)}
+        for track in self.tracks:
+            position = positions.get(id(track.media))
+            if position is None:
+                continue
+            if track.backchannel:
+                state = "backchannel"
+            elif self.state != State.PLAYING:
+                state = "not playing"
+            else:
+                since = next((t for t in (track.last_packet, self._play_time) if t is not None), now)
+                state = "no packets" if now - since >= NO_PACKETS_AFTER else "playing"
+            out[position] = MediaState(position, track.kind, _codec(track.media), track.direction, state, track.index)
+        for skipped in self.skipped:
+            out.setdefault(skipped.position, MediaState(skipped.position, skipped.media.kind, _codec(skipped.media),
+                                                        skipped.direction, skipped.reason))
+        return [out[i] for i in sorted(out)]
 
     def send_rtp(self, track: int, data: bytes) -> None:
         """Send an RTP packet on a track (the backchannel)."""
@@ -340,17 +497,30 @@ class RtspClientConnection:
 
     def handle_timer(self, now: float) -> None:
         self._now = now
-        for pending in list(self._pending.values()):
+        for cseq, pending in list(self._pending.items()):
             if now >= pending.sent + self.config.request_timeout:
                 if self.state == State.TEARDOWN:
                     self._close()
                     return
-                self._fail(pending.request.method, f"no answer in {self.config.request_timeout:g} s")
+                if pending.on_timeout is not None:
+                    del self._pending[cseq]
+                    pending.on_timeout()
+                    return
+                method, waited = pending.request.method, f"no answer in {self.config.request_timeout:g} s"
+                if method == "SETUP" and self._fall_back(f"SETUP got {waited}", reconnect=True):
+                    return
+                self._fail(method, waited + (self._history() if method == "SETUP" else ""))
                 return
         if self.state != State.PLAYING or self.session is None:
             return
         if not self.config.only_backchannel and now >= self._last_media + self.config.stall_timeout:
-            self._fail("PLAY", f"no media from the camera for {self.config.stall_timeout:g} s")
+            silence = f"no media from the camera for {self.config.stall_timeout:g} s"
+            if self.datagrams_dropped:
+                silence += (f" ({self.datagrams_dropped} datagrams from elsewhere than its address and "
+                            f"server_port dropped; udp_any_port takes any port)")
+            if not self._media_seen and self._fall_back(f"PLAY succeeded but {silence}"):
+                return
+            self._fail("PLAY", silence + ("" if self._media_seen else self._history()))
             return
         if now >= self._last_keepalive + self.session.timeout / 2:
             self._last_keepalive = now
@@ -360,7 +530,8 @@ class RtspClientConnection:
     # Requests and responses ----------------------------------------------------------------------
 
     def _request(self, method: str, url: str, on_response: Callable[[RtspResponse, float], None],
-                 headers: dict[str, str] | None = None, *, authorized: bool = False) -> None:
+                 headers: dict[str, str] | None = None, *, authorized: bool = False,
+                 on_timeout: Callable[[], None] | None = None) -> None:
         self._cseq += 1
         h = Headers([("CSeq", str(self._cseq)), ("User-Agent", self.config.user_agent)])
         for key, value in (headers or {}).items():
@@ -371,14 +542,14 @@ class RtspClientConnection:
             h.add("Authorization", self._auth.authorization(method, url))
             authorized = True
         request = RtspRequest(method, url, h)
-        self._pending[self._cseq] = _Pending(request, on_response, self._now, authorized)
+        self._pending[self._cseq] = _Pending(request, on_response, self._now, authorized, on_timeout)
         self._out += request.serialize()
 
     def _retry(self, pending: _Pending) -> None:
         original = pending.request
         extra = {k: v for k, v in original.headers
                  if k.lower() not in ("cseq", "user-agent", "session", "authorization")}
-        self._request(original.method, original.uri, pending.on_response, extra)
+        self._request(original.method, original.uri, pending.on_response, extra, on_timeout=pending.on_timeout)
 
     def _on_response(self, response: RtspResponse, now: float) -> None:
         cseq = response.cseq
@@ -471,8 +642,7 @@ class RtspClientConnection:
             for i, track in enumerate(self.tracks):
                 track.index = i
         elif not live:
-            offered = ", ".join(f"{m.kind} {'/'.join(f.encoding for f in m.formats) or '?'}"
-                                for m in sdp.media) or "nothing"
+            offered = "; ".join(f"{s.media.kind} {_codec(s.media)}: {s.reason}" for s in self.skipped) or "nothing"
             self._fail("DESCRIBE", f"no media we can receive (camera offers {offered})")
             return
         if self.backchannel_wanted and not any(t.backchannel for t in self.tracks):
@@ -480,8 +650,12 @@ class RtspClientConnection:
             self._events.append(BackchannelUnavailable("the camera's description has no sendonly "
                                                        "audio section we can send"))
         self._events.append(Described(sdp, self.base_url, list(self.tracks)))
+        self._begin_setup()
+
+    def _begin_setup(self) -> None:
+        """Set every track up over the current transport (UDP first asks for ports)."""
         self._setup_index = 0
-        if self.config.transport == "udp":
+        if self.transport == "udp":
             self.state = State.AWAIT_PORTS
             self._events.append(UdpPortsRequired(list(self.tracks)))
         else:
@@ -489,32 +663,53 @@ class RtspClientConnection:
             self._setup_next()
 
     def _choose_tracks(self, sdp: SessionDescription) -> list[Track]:
+        """The sections to set up; the others go to `skipped` with the reason."""
         tracks: list[Track] = []
+        self.skipped = []
         have_backchannel = False
-        for media in sdp.media:
+        for position, media in enumerate(sdp.media):
             direction = sdp.media_direction(media)
+            backchannel = direction == "sendonly"
+            fmt, reason = (self._backchannel_format(media, have_backchannel) if backchannel
+                           else self._live_format(media, direction))
+            if fmt is None:
+                self.skipped.append(SkippedMedia(position, media, direction, reason))
+                continue
             url = resolve_control(self.base_url, media.control)
-            if direction == "sendonly":
-                if not self.backchannel_wanted or have_backchannel or media.kind != "audio":
-                    continue
-                fmt = next((f for name in BACKCHANNEL_FORMATS for f in media.formats
-                            if f.encoding == name), None)
-                if fmt is None:
-                    continue
-                tracks.append(Track(len(tracks), media, fmt, url, backchannel=True))
-                have_backchannel = True
-            elif direction != "inactive" and media.kind in ("video", "audio"):
-                fmt = next((f for f in media.formats if is_supported(f)), None)
-                if fmt is not None:
-                    tracks.append(Track(len(tracks), media, fmt, url))
+            tracks.append(Track(len(tracks), media, fmt, url, backchannel=backchannel, direction=direction))
+            have_backchannel = have_backchannel or backchannel
         return tracks
+
+    def _backchannel_format(self, media: MediaDescription, have_backchannel: bool) -> tuple[RtpFormat | None, str]:
+        """What we would send on a sendonly section, or None and why not."""
+        if media.kind != "audio":
+            return None, "not received (sendonly)"
+        if not self.backchannel_wanted:
+            return None, "backchannel, not requested"
+        if have_backchannel:
+            return None, "another backchannel is used"
+        fmt = next((f for name in BACKCHANNEL_FORMATS for f in media.formats if f.encoding == name), None)
+        return fmt, f"backchannel with no format we send ({_codec(media)})"
+
+    def _live_format(self, media: MediaDescription, direction: str) -> tuple[RtpFormat | None, str]:
+        """The format we receive a section in, or None and why not."""
+        if direction == "inactive":
+            return None, "inactive"
+        if media.kind not in ("video", "audio"):
+            return None, f"unsupported media {media.kind}"
+        fmt = next((f for f in media.formats if is_supported(f)), None)
+        if fmt is None:
+            return None, f"unsupported codec {media.formats[0].encoding}" if media.formats else "no format described"
+        if self.config.only_backchannel:
+            return None, "not requested (backchannel only)"
+        return fmt, ""
 
     def _setup_next(self) -> None:
         if self._setup_index >= len(self.tracks):
             self._play()
             return
         track = self.tracks[self._setup_index]
-        if self.config.transport == "udp":
+        if self.transport == "udp":
             assert track.client_ports is not None
             transport = Transport("RTP/AVP", client_port=track.client_ports)
         else:
@@ -526,32 +721,45 @@ class RtspClientConnection:
 
     def _on_setup(self, response: RtspResponse, now: float) -> None:
         track = self.tracks[self._setup_index]
+        self._switched_here = False
         if response.status != 200:
+            answer = f"SETUP of {track.describe()} answered {response.status} {response.reason}"
+            # 551 is the backchannel's; another refusal of the backchannel drops it, unless it is
+            # all we want or a 461 says the transport is at fault: then another transport may do
+            backchannel_refused = response.status == 551 or (
+                track.backchannel and response.status != 461 and not self.config.only_backchannel)
+            if self.backchannel_wanted and backchannel_refused:
+                self._without_backchannel(answer)
+                return
+            if self._fall_back(answer):
+                return
             if self.backchannel_wanted:
-                self._without_backchannel(f"SETUP of {track.describe()} answered {response.status} "
-                                          f"{response.reason}")
+                self._without_backchannel(answer)
                 return
             self._fail("SETUP", f"{track.describe()} at {track.url}: camera answered {response.status} "
-                                f"{response.reason}", response.status)
+                                f"{response.reason}{self._history()}", response.status)
             return
         try:
             if self.session is None:
                 self.session = SessionHeader.parse(response.headers.get("Session") or "")
             transport = Transport.parse(response.headers.get("Transport") or "")
         except RtspParseError as exc:
-            self._fail("SETUP", f"{track.describe()}: {exc}")
+            if not self._fall_back(f"SETUP of {track.describe()}: {exc}"):
+                self._fail("SETUP", f"{track.describe()}: {exc}{self._history()}")
+            return
+        if self.transport == "udp" and transport.server_port is None and not track.backchannel:
+            problem = "camera's UDP transport has no server_port"
+            if not self._fall_back(f"SETUP of {track.describe()}: {problem}"):
+                self._fail("SETUP", f"{track.describe()}: {problem}{self._history()}")
             return
         track.transport = transport
         track.ssrc = transport.ssrc
-        if self.config.transport == "tcp":
+        if self.transport == "tcp":
             channels = transport.interleaved or (2 * track.index, 2 * track.index + 1)
             track.channels = channels
             self._channel_map[channels[0]] = (track.index, False)
             self._channel_map[channels[1]] = (track.index, True)
         else:
-            if transport.server_port is None and not track.backchannel:
-                self._fail("SETUP", f"{track.describe()}: camera's UDP transport has no server_port")
-                return
             track.server_ports = transport.server_port
         self._setup_index += 1
         self._setup_next()
@@ -584,8 +792,10 @@ class RtspClientConnection:
         self.state = State.PLAYING
         self._last_keepalive = now
         self._last_media = now
+        self._play_time = now
+        self._media_seen = False
         assert self.session is not None
-        self._events.append(Playing(list(self.tracks), self.play_range, self.session.timeout))
+        self._events.append(Playing(list(self.tracks), self.play_range, self.session.timeout, self.transport))
 
     def _track_for_url(self, url: str, position: int) -> Track | None:
         for track in self.tracks:
@@ -616,6 +826,42 @@ class RtspClientConnection:
         self._events.append(BackchannelUnavailable(reason))
         self._describe()
 
+    def _fall_back(self, reason: str, *, reconnect: bool = False) -> bool:
+        """Start over with the next transport (on a new connection with `reconnect`); False when
+        none is left."""
+        if not self._remaining:
+            return False
+        failed, self._previous = self.transport, self.transport
+        self.fallbacks.append(f"{failed.upper()}: {reason}")
+        if reconnect:
+            self._reconnect(tuple(self._remaining), failed, reason)
+            return True
+        self.transport = self._remaining.pop(0)
+        self._switched_here = True
+        self._events.append(TransportFallback(failed, self.transport, reason))
+        self._pending.clear()
+        self._channel_map.clear()
+        for track in self.tracks:
+            track.reset_setup()
+        self.state = State.SETUP
+        if self.session is None:
+            self._begin_setup()
+            return True
+        # tear the half-made session down first; an answer, any answer, or none lets us go on
+        self._request("TEARDOWN", self._aggregate_url(), lambda r, n: self._begin_setup(),
+                      on_timeout=self._begin_setup)
+        self.session = None
+        return True
+
+    def _reconnect(self, order: tuple[str, ...], failed: str, reason: str) -> None:
+        self._successor_order = order
+        self._events.append(TransportFallback(failed, order[0], reason, reconnect=True))
+        self._close()
+
+    def _history(self) -> str:
+        """The transports given up before, for an error message."""
+        return f" (after {'; '.join(self.fallbacks)})" if self.fallbacks else ""
+
     def _redirect(self, location: str) -> None:
         self._events.append(Redirected(location))
         self._close()
@@ -640,20 +886,49 @@ class RtspClientConnection:
             self._events.append(Closed())
 
 
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A literal address (IPv4-mapped IPv6 as IPv4, zone dropped), else None."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _same_host(a: str, b: str) -> bool:
+    ip_a, ip_b = _ip(a), _ip(b)
+    return ip_a == ip_b if ip_a is not None and ip_b is not None else a.lower() == b.lower()
+
+
+def _codec(media: MediaDescription) -> str:
+    fmt = media.format
+    if fmt is None:
+        return "?"
+    return f"{fmt.encoding}/{fmt.clock_rate}" + (f"/{fmt.channels}" if fmt.channels != 1 else "")
+
+
 __all__ = [
     "BACKCHANNEL_REQUIRE",
+    "NO_PACKETS_AFTER",
     "BackchannelUnavailable",
     "ClientConfig",
     "Closed",
     "Described",
     "Event",
     "Failed",
+    "MediaState",
     "Playing",
     "Redirected",
     "RtcpReceived",
     "RtpReceived",
     "RtspClientConnection",
+    "SkippedMedia",
     "State",
     "Track",
+    "TransportChoice",
+    "TransportFallback",
     "UdpPortsRequired",
+    "transport_order",
 ]

@@ -62,7 +62,8 @@ class SessionDescription:
     attributes: list[tuple[str, str]] = field(default_factory=list)
 
     def media_direction(self, media: MediaDescription) -> str:
-        """The effective direction of a section (its own, else the session's, else sendrecv)."""
+        """The effective direction of a section: its own, else the session's (RFC 4566 section 6:
+        a session-level direction applies to every section without one), else sendrecv."""
         return media.direction or self.direction or "sendrecv"
 
     @classmethod

@@ -6,6 +6,10 @@ Reports) at a third. Content follows the world, not the clocks: a flash and its 
 the same true instant however the clocks drift, exactly as with a real camera. `advance(now)`
 returns everything the camera sends up to true time `now` (seconds); `capture_time()` tells the
 true capture time of any unit it sent, which is the ground truth the sync engine is scored on.
+
+Video with B-frames goes out in decoding order, each frame stamped with its presentation time
+(its capture time), so timestamps go back and forth as a real camera's do; sending lags capture
+by the clip's reorder delay.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import base64
 import random
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -20,6 +25,7 @@ from opticlink.dsp.g711 import decode_table, from_float
 from opticlink.rtp.formats.aac import AacPacketizer, aac_fmtp
 from opticlink.rtp.formats.base import RtpFormat
 from opticlink.rtp.formats.h264 import H264Packetizer
+from opticlink.rtp.formats.h265 import H265Packetizer
 from opticlink.rtp.packet import build_rtp
 from opticlink.rtp.rtcp import (
     NTP_EPOCH_OFFSET,
@@ -30,11 +36,30 @@ from opticlink.rtp.rtcp import (
 )
 from opticlink.sim.echo import EchoPath
 from opticlink.sim.faults import Faults
-from opticlink.sim.media import EncodedAudio, VideoClip
+from opticlink.sim.media import EncodedAudio, VideoClip, is_parameter_set
 
 VIDEO_RATE = 90_000
 ENCODE_DELAY = 0.012  # seconds from capture to the first packet of a video frame
+FIRST_SR_S = 0.05  # seconds from the start to the first Sender Reports, unless a fault delays them
 G711_PAYLOAD_TYPES = {"pcmu": 0, "pcma": 8}
+VIDEO_PAYLOAD_TYPE = 96
+AUDIO_PAYLOAD_TYPE = 97  # AAC
+# where the camera puts its parameter sets: in band (before every keyframe), in the SDP's sprop, or both
+ParameterSetMode = Literal["inband", "sdp", "both"]
+PARAMETER_SET_MODES: tuple[str, ...] = ("inband", "sdp", "both")
+
+
+def video_format(video: VideoClip, parameter_sets: ParameterSetMode = "both") -> RtpFormat:
+    """The video track's rtpmap and fmtp; sprop parameter sets unless they are in band only."""
+    sprop = parameter_sets != "inband"
+    b64 = [base64.b64encode(nal).decode() for nal in video.parameter_sets]
+    if video.codec == "h265":
+        fmtp = dict(zip(("sprop-vps", "sprop-sps", "sprop-pps"), b64, strict=True)) if sprop else {}
+        return RtpFormat(VIDEO_PAYLOAD_TYPE, "H265", VIDEO_RATE, 1, fmtp)
+    fmtp = {"packetization-mode": "1", "profile-level-id": video.sps[1:4].hex()}
+    if sprop:
+        fmtp["sprop-parameter-sets"] = ",".join(b64)
+    return RtpFormat(VIDEO_PAYLOAD_TYPE, "H264", VIDEO_RATE, 1, fmtp)
 
 
 @dataclass(slots=True)
@@ -89,8 +114,12 @@ class CameraModel:
     def __init__(self, video: VideoClip | None, audio: EncodedAudio | None, faults: Faults | None = None, *,
                  start: float = 0.0, wall_start: float = 1_800_000_000.0, audio_packet_ms: int = 20,
                  cname: str = "camera@opticlink.sim", video_ts0: int | None = None,
-                 audio_ts0: int | None = None, content: bool = True, echo: EchoPath | None = None) -> None:
+                 audio_ts0: int | None = None, content: bool = True, echo: EchoPath | None = None,
+                 parameter_sets: ParameterSetMode = "both") -> None:
+        if parameter_sets not in PARAMETER_SET_MODES:
+            raise ValueError(f"parameter_sets must be {'/'.join(PARAMETER_SET_MODES)}, not {parameter_sets!r}")
         self.video, self.audio = video, audio
+        self.parameter_sets = parameter_sets
         self.faults = faults or Faults()
         self.start, self.wall_start = start, wall_start
         self.content = content  # False: audio payloads are not resampled to follow the world (fast replays)
@@ -99,18 +128,24 @@ class CameraModel:
         self._rng = random.Random(self.faults.seed)
         self.tracks: list[_Track] = []
         self._world_epoch = start
+        self._clip_frame = 0  # frames of the clip sent, in decoding order
+        self._video_base = 0  # presentation index (in the clip's frames) at the video segment's ts0
+        self._video_lead = 0  # frames sent but not yet presented when the segment began (a jump mid-GOP)
+        self._reorder = 0
         f = self.faults
         if video is not None:
-            sps, pps = video.sps, video.pps
-            sprop = f"{base64.b64encode(sps).decode()},{base64.b64encode(pps).decode()}"
-            fmt = RtpFormat(96, "H264", VIDEO_RATE, 1, {"packetization-mode": "1",
-                                                         "profile-level-id": sps[1:4].hex(),
-                                                         "sprop-parameter-sets": sprop})
-            self.tracks.append(_Track("video", fmt, VIDEO_RATE, f.video_skew_ppm, 0.0))
+            self.tracks.append(_Track("video", video_format(video, parameter_sets), VIDEO_RATE,
+                                      f.video_skew_ppm, 0.0))
             self.frame_ticks = round(VIDEO_RATE / float(video.fps))
+            self._presentation = video.presentation
+            self._reorder = video.reorder_delay
+            # lowest presentation index from each frame on to the loop's end (GOPs are closed)
+            self._unsent_min = list(self._presentation)
+            for i in range(len(self._unsent_min) - 2, -1, -1):
+                self._unsent_min[i] = min(self._unsent_min[i], self._unsent_min[i + 1])
         if audio is not None:
             if audio.codec == "aac":
-                fmt = RtpFormat(97, "MPEG4-GENERIC", audio.sample_rate, 1, aac_fmtp(audio.config))
+                fmt = RtpFormat(AUDIO_PAYLOAD_TYPE, "MPEG4-GENERIC", audio.sample_rate, 1, aac_fmtp(audio.config))
                 self.audio_samples = audio.frame_samples
             else:
                 fmt = RtpFormat(G711_PAYLOAD_TYPES[audio.codec], audio.codec.upper(), audio.sample_rate)
@@ -121,15 +156,15 @@ class CameraModel:
             ts0 = (video_ts0 if track.kind == "video" else audio_ts0)
             self._new_segment(track, start, ts0=ts0)
             track.sequence = self._rng.randrange(1 << 16)
-        self._video_packetizer = (H264Packetizer(96, self.tracks[0].segment.ssrc, self.tracks[0].sequence)
-                                  if video is not None else None)
-        self._aac = AacPacketizer(97, 0) if audio is not None and audio.codec == "aac" else None
-        self._next_sr = start + 0.05
+        self._video_packetizer = self._new_video_packetizer() if video is not None else None
+        self._aac = AacPacketizer(AUDIO_PAYLOAD_TYPE, 0) if audio is not None and audio.codec == "aac" else None
+        # each track's next Sender Report: both at once unless a fault delays one track's first
+        delays = {"video": f.video_sr_delay_s, "audio": f.audio_sr_delay_s}
+        self._next_sr = [start + (delays[t.kind] if delays[t.kind] > 0 else FIRST_SR_S) for t in self.tracks]
         self._frozen_ntp: float | None = None
         self._ntp_jump = 0.0
         self._reboot_done = False
         self._jump_done = False
-        self._clip_frame = 0
         self.now = start  # true time the model has been advanced to
 
     # Clocks and truth --------------------------------------------------------------------------
@@ -142,6 +177,16 @@ class CameraModel:
         ssrc = self._rng.randrange(1, 1 << 32) if ssrc is None else ssrc
         track.segments.append(_Segment(ssrc, ts0, t0, rate, track.offset))
         track.units = 0
+        if track.kind == "video" and self.video is not None:
+            # the segment's ts0 stamps the earliest frame still to be sent, so no stamp precedes it
+            n = len(self._presentation)
+            self._video_base = self._clip_frame // n * n + self._unsent_min[self._clip_frame % n]
+            self._video_lead = self._clip_frame - self._video_base
+
+    def _new_video_packetizer(self) -> H264Packetizer | H265Packetizer:
+        assert self.video is not None
+        packetizer = H265Packetizer if self.video.codec == "h265" else H264Packetizer
+        return packetizer(VIDEO_PAYLOAD_TYPE, self.tracks[0].segment.ssrc, self.tracks[0].sequence)
 
     def wall_clock(self, t: float) -> float:
         """The camera's wall clock (Unix seconds) at true time `t`."""
@@ -153,11 +198,14 @@ class CameraModel:
 
     def capture_time(self, track: int, ssrc: int, timestamp: int) -> float | None:
         """True capture time of the unit `track` sent with this SSRC and 32-bit timestamp."""
+        # B-frames sent before a segment ended may be stamped up to the reorder delay after its end
+        margin = self._reorder * self.frame_ticks if self.tracks[track].kind == "video" else 0
         for segment in reversed(self.tracks[track].segments):
             if segment.ssrc != ssrc:
                 continue
             delta = (timestamp - segment.ts0) & 0xFFFFFFFF
             span = ((segment.end if segment.end is not None else self.now + 1.0) - segment.t0) * segment.rate + 1
+            span += margin
             if delta <= span:
                 return segment.t0 + delta / segment.rate + segment.offset
         return None
@@ -170,7 +218,8 @@ class CameraModel:
     def _next_video(self) -> float:
         track = self.tracks[0]
         seg = track.segment
-        return seg.time_at(seg.ts0 + track.units * self.frame_ticks) + ENCODE_DELAY
+        sending = track.units + self._video_lead + self._reorder  # in frame intervals after ts0
+        return seg.time_at(seg.ts0 + sending * self.frame_ticks) + ENCODE_DELAY
 
     def _next_audio(self) -> float:
         track = self.tracks[-1]
@@ -184,7 +233,7 @@ class CameraModel:
             candidates.append((self._next_video(), "video"))
         if self.audio is not None:
             candidates.append((self._next_audio(), "audio"))
-        candidates.append((self._next_sr, "sr"))
+        candidates.append((min(self._next_sr, default=float("inf")), "sr"))
         if f.reboot_at_s is not None and not self._reboot_done:
             candidates.append((self.start + f.reboot_at_s, "reboot"))
         if f.timestamp_jump_at_s is not None and not self._jump_done:
@@ -214,9 +263,11 @@ class CameraModel:
                 if not stalled:
                     out.append(Emission(when, len(self.tracks) - 1, False, packet))
             elif what == "sr":
-                self._next_sr = when + f.sr_interval_s
+                due = [i for i, t in enumerate(self._next_sr) if t <= when]
+                for i in due:
+                    self._next_sr[i] = when + f.sr_interval_s
                 if not stalled:
-                    out.extend(self._sender_reports(when))
+                    out.extend(self._sender_reports(when, due))
             elif what == "reboot":
                 self._reboot_done = True
                 self._world_epoch = when
@@ -226,7 +277,7 @@ class CameraModel:
                     track.sequence = self._rng.randrange(1 << 16)
                     track.packets = track.octets = 0
                 if self._video_packetizer is not None:
-                    self._video_packetizer = H264Packetizer(96, self.tracks[0].segment.ssrc, self.tracks[0].sequence)
+                    self._video_packetizer = self._new_video_packetizer()
             elif what == "jump":
                 self._jump_done = True
                 for track in self.tracks:
@@ -235,9 +286,15 @@ class CameraModel:
     def _video_frame(self) -> list[bytes]:
         track = self.tracks[0]
         seg = track.segment
-        ts = (seg.ts0 + track.units * self.frame_ticks) & 0xFFFFFFFF
         assert self.video is not None and self._video_packetizer is not None
-        nalus = self.video.frames[self._clip_frame % len(self.video.frames)]
+        n = len(self.video.frames)
+        index = self._clip_frame % n
+        presentation = self._clip_frame // n * n + self._presentation[index] - self._video_base
+        ts = (seg.ts0 + presentation * self.frame_ticks) & 0xFFFFFFFF
+        nalus = self.video.frames[index]
+        if self.parameter_sets == "sdp":
+            codec = self.video.codec
+            nalus = [nal for nal in nalus if not is_parameter_set(nal, codec)]
         self._clip_frame += 1
         track.units += 1
         self._video_packetizer.ssrc = seg.ssrc
@@ -286,7 +343,7 @@ class CameraModel:
         track.octets += payload_len
         return packet
 
-    def _sender_reports(self, t: float) -> list[Emission]:
+    def _sender_reports(self, t: float, due: list[int]) -> list[Emission]:
         f = self.faults
         if f.sender_reports == "absent" or (f.sender_reports == "late" and t < self.start + f.sr_late_s):
             return []
@@ -300,7 +357,8 @@ class CameraModel:
                 self._ntp_jump = self._rng.choice((-1, 1)) * self._rng.uniform(0.3, 3.0)
             ntp += self._ntp_jump
         out = []
-        for index, track in enumerate(self.tracks):
+        for index in due:
+            track = self.tracks[index]
             seg = track.segment
             report = SenderReport(seg.ssrc, seconds_to_ntp(ntp + NTP_EPOCH_OFFSET), seg.ts_at(t) & 0xFFFFFFFF,
                                   track.packets, track.octets)

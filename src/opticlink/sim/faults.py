@@ -22,6 +22,8 @@ class Faults:
     sender_reports: SenderReportMode = "normal"  # absent; late (first after `sr_late_s`); frozen or jumping NTP
     sr_interval_s: float = 1.0
     sr_late_s: float = 10.0
+    video_sr_delay_s: float = 0.0  # the video track's first Sender Report this long after the start (0: at once)
+    audio_sr_delay_s: float = 0.0  # the audio track's first Sender Report this long after the start (0: at once)
     reboot_at_s: float | None = None  # new SSRCs, sequence numbers and timestamps for both tracks
     timestamp_jump_at_s: float | None = None  # both tracks' timestamps jump, SSRC unchanged
     drop_at_s: float | None = None  # the camera closes the connection

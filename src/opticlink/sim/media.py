@@ -1,8 +1,10 @@
-"""Media a simulated camera sends: H.264 clips and encoded audio, made with PyAV and cached.
+"""Media a simulated camera sends: H.264 or H.265 clips and encoded audio, made with PyAV and cached.
 
 A synthetic clip flashes white on the first frame of every second while the audio beeps, so sync
 is visible and audible; a caller-supplied clip (such as av-drift-detector's test video) is
-transcoded once to what a camera sends (H.264 without B-frames, one-second GOP; G.711 or AAC).
+transcoded once to what a camera sends (H.264 or H.265, one-second closed GOPs, no B-frames unless
+asked for; G.711 or AAC). With B-frames a clip keeps its frames in decoding order, as the encoder
+outputs them, with each frame's presentation index beside it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import json
 import math
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
@@ -25,6 +28,23 @@ from opticlink.rtp.formats.aac import audio_specific_config
 from opticlink.rtp.formats.base import split_annexb
 
 CLIP_MAGIC = b"OLCLIP1\n"
+VideoCodec = Literal["h264", "h265"]
+VIDEO_CODECS: tuple[str, ...] = ("h264", "h265")
+MAX_BFRAMES = 3
+H264_PARAMETER_SETS = {7: "sps", 8: "pps"}  # nal_unit_type -> which
+H265_PARAMETER_SETS = {32: "vps", 33: "sps", 34: "pps"}
+H264_IDR = 5
+H265_IRAP = range(16, 22)  # BLA, IDR and CRA pictures
+
+
+def nal_kind(nal: bytes, codec: str) -> int:
+    """The nal_unit_type of an H.264 or H.265 NAL unit."""
+    return (nal[0] >> 1) & 0x3F if codec == "h265" else nal[0] & 0x1F
+
+
+def is_parameter_set(nal: bytes, codec: str) -> bool:
+    """Whether a NAL unit is an SPS or PPS (H.264) or a VPS, SPS or PPS (H.265)."""
+    return nal_kind(nal, codec) in (H265_PARAMETER_SETS if codec == "h265" else H264_PARAMETER_SETS)
 
 
 def cache_dir() -> Path:
@@ -36,7 +56,10 @@ def cache_dir() -> Path:
 
 @dataclass(slots=True)
 class VideoClip:
-    """H.264 frames in presentation (= decoding) order, NAL units without start codes."""
+    """H.264 or H.265 frames in decoding order, NAL units without start codes.
+
+    `pts[i]` is the presentation index of the i-th frame (empty: decoding order is presentation
+    order). GOPs are closed and the clip starts on a keyframe, so it loops cleanly."""
 
     frames: list[list[bytes]]
     keyframes: list[bool]
@@ -45,14 +68,37 @@ class VideoClip:
     height: int
     sps: bytes
     pps: bytes
+    codec: str = "h264"  # "h264" or "h265"
+    vps: bytes = b""  # H.265 only
+    pts: list[int] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
         return len(self.frames) / float(self.fps)
 
+    @property
+    def presentation(self) -> list[int]:
+        """The presentation index of each frame, in decoding order."""
+        return self.pts or list(range(len(self.frames)))
+
+    @property
+    def reorder_delay(self) -> int:
+        """Frames a frame's sending lags its capture for reordering: 0 without B-frames."""
+        highest, delay = -1, 0
+        for index, pts in enumerate(self.presentation):
+            highest = max(highest, pts)
+            delay = max(delay, highest - index)
+        return delay
+
+    @property
+    def parameter_sets(self) -> tuple[bytes, ...]:
+        """(SPS, PPS) for H.264, (VPS, SPS, PPS) for H.265."""
+        return (self.vps, self.sps, self.pps) if self.codec == "h265" else (self.sps, self.pps)
+
     def save(self, path: Path) -> None:
         meta = {"fps": [self.fps.numerator, self.fps.denominator], "width": self.width, "height": self.height,
                 "keyframes": self.keyframes, "sps": self.sps.hex(), "pps": self.pps.hex(),
+                "codec": self.codec, "vps": self.vps.hex(), "pts": self.pts,
                 "counts": [len(f) for f in self.frames]}
         raw = json.dumps(meta).encode()
         tmp = path.with_suffix(".tmp")
@@ -81,50 +127,101 @@ class VideoClip:
                 offset += 4 + n
             frames.append(nalus)
         return cls(frames, meta["keyframes"], Fraction(*meta["fps"]), meta["width"], meta["height"],
-                   bytes.fromhex(meta["sps"]), bytes.fromhex(meta["pps"]))
+                   bytes.fromhex(meta["sps"]), bytes.fromhex(meta["pps"]), meta.get("codec", "h264"),
+                   bytes.fromhex(meta.get("vps", "")), list(meta.get("pts", [])))
 
 
-def _encoder(width: int, height: int, fps: Fraction, bitrate: int) -> av.VideoCodecContext:
-    ctx = av.CodecContext.create("libx264", "w")
+def _check_options(codec: str, bframes: int) -> None:
+    if codec not in VIDEO_CODECS:
+        raise ValueError(f"the simulator sends {' or '.join(VIDEO_CODECS)} video, not {codec!r}")
+    if not 0 <= bframes <= MAX_BFRAMES:
+        raise ValueError(f"bframes must be 0 to {MAX_BFRAMES}, not {bframes}")
+
+
+def _encoder(width: int, height: int, fps: Fraction, bitrate: int, codec: str = "h264",
+             bframes: int = 0) -> av.VideoCodecContext:
+    """libx264 or libx265: one-second closed GOPs, no scene cuts, parameter sets on every keyframe."""
+    _check_options(codec, bframes)
+    ctx = av.CodecContext.create("libx265" if codec == "h265" else "libx264", "w")
     ctx.width, ctx.height = width, height
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = 1 / fps
     ctx.framerate = fps
     ctx.bit_rate = bitrate
     gop = max(1, round(float(fps)))
-    ctx.options = {
-        "preset": "veryfast",
-        "tune": "zerolatency",
-        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:repeat-headers=1:"
-                       f"vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}:nal-hrd=none",
-    }
+    vbv = f"vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}"
+    gops = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:repeat-headers=1"
+    if codec == "h265":
+        ctx.options = {"preset": "veryfast",
+                       "x265-params": f"{gops}:b-adapt=0:open-gop=0:{vbv}:log-level=error"}
+    elif bframes == 0:
+        ctx.options = {"preset": "veryfast", "tune": "zerolatency", "x264-params": f"{gops}:{vbv}:nal-hrd=none"}
+    else:
+        ctx.options = {"preset": "veryfast", "profile": "high",
+                       "x264-params": f"{gops}:b-adapt=0:open-gop=0:{vbv}:nal-hrd=none"}
     return ctx
 
 
-def _collect(packets: list[av.Packet], frames: list[list[bytes]], keys: list[bool], sets: dict[int, bytes]) -> None:
-    for packet in packets:
-        nalus = split_annexb(bytes(packet))
-        for nal in nalus:
-            kind = nal[0] & 0x1F
-            if kind in (7, 8) and kind not in sets:
-                sets[kind] = nal
-        frames.append(nalus)
-        keys.append(any(n[0] & 0x1F == 5 for n in nalus))
+class _ClipBuilder:
+    """Collects an encoder's packets in the order it outputs them (decoding order)."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self.frames: list[list[bytes]] = []
+        self.keys: list[bool] = []
+        self.pts: list[int] = []
+        self.sets: dict[int, bytes] = {}
+
+    def collect(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            nalus = split_annexb(bytes(packet))
+            kinds = [nal_kind(n, self.codec) for n in nalus]
+            for nal, kind in zip(nalus, kinds, strict=True):
+                if is_parameter_set(nal, self.codec) and kind not in self.sets:
+                    self.sets[kind] = nal
+            self.frames.append(nalus)
+            self.keys.append(any(k in H265_IRAP for k in kinds) if self.codec == "h265" else H264_IDR in kinds)
+            self.pts.append(len(self.pts) if packet.pts is None else int(packet.pts))
+
+    def clip(self, fps: Fraction, width: int, height: int) -> VideoClip:
+        """The clip; raises ValueError unless its GOPs are closed and cover every frame once."""
+        first = min(self.pts, default=0)
+        pts = [p - first for p in self.pts]
+        if sorted(pts) != list(range(len(pts))) or (self.keys and not self.keys[0]):
+            raise ValueError("the encoder's output does not loop: presentation indices are not 0..n-1")
+        highest = gop_start = -1
+        for index, p in enumerate(pts):
+            if self.keys[index]:
+                if p <= highest:
+                    raise ValueError("the encoder's output does not loop: a GOP is open")
+                gop_start = p
+            elif p < gop_start:
+                raise ValueError("the encoder's output does not loop: a frame leads its keyframe")
+            highest = max(highest, p)
+        if pts == list(range(len(pts))):
+            pts = []
+        sets = self.sets
+        if self.codec == "h265":
+            return VideoClip(self.frames, self.keys, fps, width, height, sets.get(33, b""), sets.get(34, b""),
+                             "h265", sets.get(32, b""), pts)
+        return VideoClip(self.frames, self.keys, fps, width, height, sets.get(7, b""), sets.get(8, b""),
+                         "h264", b"", pts)
 
 
 def synthetic_video(width: int = 640, height: int = 360, fps: int = 25, seconds: int = 4,
-                    bitrate: int = 800_000) -> VideoClip:
-    """A moving test picture that flashes on the first frame of every second (cached)."""
-    key = f"synthetic-{width}x{height}-{fps}-{seconds}-{bitrate}-v1"
+                    bitrate: int = 800_000, *, codec: VideoCodec = "h264", bframes: int = 0) -> VideoClip:
+    """A moving test picture that flashes on the first frame of every second (cached).
+
+    `codec` is h264 or h265; `bframes` (0 to 3) B-frames between reference frames."""
+    _check_options(codec, bframes)
+    key = f"synthetic-{codec}-b{bframes}-{width}x{height}-{fps}-{seconds}-{bitrate}-v2"
     path = cache_dir() / f"{key}.clip"
     if path.exists():
         return VideoClip.load(path)
-    ctx = _encoder(width, height, Fraction(fps), bitrate)
+    ctx = _encoder(width, height, Fraction(fps), bitrate, codec, bframes)
     rng = np.random.default_rng(7)
     noise = rng.integers(0, 24, size=(4, height, width), dtype=np.uint8) if bitrate > 2_000_000 else None
-    frames: list[list[bytes]] = []
-    keys: list[bool] = []
-    sets: dict[int, bytes] = {}
+    builder = _ClipBuilder(codec)
     ys, xs = np.mgrid[0:height, 0:width]
     for i in range(fps * seconds):
         phase = i / (fps * seconds)
@@ -143,9 +240,9 @@ def synthetic_video(width: int = 640, height: int = 360, fps: int = 25, seconds:
         for plane, data in zip(frame.planes, (y, u, u), strict=True):
             _write_plane(plane, data)
         frame.pts = i
-        _collect(ctx.encode(frame), frames, keys, sets)
-    _collect(ctx.encode(None), frames, keys, sets)
-    clip = VideoClip(frames, keys, Fraction(fps), width, height, sets.get(7, b""), sets.get(8, b""))
+        builder.collect(ctx.encode(frame))
+    builder.collect(ctx.encode(None))
+    clip = builder.clip(Fraction(fps), width, height)
     clip.save(path)
     return clip
 
@@ -167,28 +264,28 @@ def _file_key(path: Path, *parts: object) -> str:
     return digest[:16]
 
 
-def load_video(path: str | os.PathLike[str], bitrate: int = 1_500_000) -> VideoClip:
-    """A caller's clip transcoded to a camera's H.264 profile (cached by file and settings)."""
+def load_video(path: str | os.PathLike[str], bitrate: int = 1_500_000, *, codec: VideoCodec = "h264",
+               bframes: int = 0) -> VideoClip:
+    """A caller's clip transcoded to a camera's H.264 or H.265 profile (cached by file and settings)."""
+    _check_options(codec, bframes)
     source = Path(path)
-    cached = cache_dir() / f"file-{_file_key(source, bitrate)}.clip"
+    cached = cache_dir() / f"file-{_file_key(source, bitrate, codec, bframes)}.clip"
     if cached.exists():
         return VideoClip.load(cached)
-    frames: list[list[bytes]] = []
-    keys: list[bool] = []
-    sets: dict[int, bytes] = {}
+    builder = _ClipBuilder(codec)
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or Fraction(25)
         fps = Fraction(fps).limit_denominator(1001)
-        ctx = _encoder(stream.codec_context.width, stream.codec_context.height, fps, bitrate)
+        ctx = _encoder(stream.codec_context.width, stream.codec_context.height, fps, bitrate, codec, bframes)
         for index, decoded in enumerate(container.decode(stream)):
             frame = decoded.reformat(format="yuv420p")
             frame.pts = index
             frame.time_base = 1 / fps
-            _collect(ctx.encode(frame), frames, keys, sets)
-        _collect(ctx.encode(None), frames, keys, sets)
+            builder.collect(ctx.encode(frame))
+        builder.collect(ctx.encode(None))
         width, height = ctx.width, ctx.height
-    clip = VideoClip(frames, keys, fps, width, height, sets.get(7, b""), sets.get(8, b""))
+    clip = builder.clip(fps, width, height)
     clip.save(cached)
     return clip
 

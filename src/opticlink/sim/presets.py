@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from opticlink.sim.camera import ParameterSetMode
 from opticlink.sim.faults import Faults
-from opticlink.sim.media import encode_audio, load_audio, load_video, synthetic_audio, synthetic_video
+from opticlink.sim.media import VideoCodec, encode_audio, load_audio, load_video, synthetic_audio, synthetic_video
 from opticlink.sim.server import BackchannelSink, CameraSpec, EchoSettings
 
 AUDIO_RATES = {"pcmu": 8000, "pcma": 8000, "aac": 16000}
@@ -15,13 +16,15 @@ def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | N
            width: int = 640, height: int = 360, fps: int = 25, bitrate: int = 800_000,
            clip: str | Path | None = None, username: str | None = None, password: str | None = None,
            backchannel: bool = True, backchannel_file: Path | None = None, audio_packet_ms: int = 20,
-           echo: EchoSettings | None = None) -> CameraSpec:
+           echo: EchoSettings | None = None, bframes: int = 0, codec: VideoCodec = "h264",
+           parameter_sets: ParameterSetMode = "both") -> CameraSpec:
     """One simulated camera. `audio` is pcmu, pcma, aac or None; `clip` replaces the test picture
-    and sound with a file's (transcoded once, cached)."""
+    and sound with a file's (transcoded once, cached). `codec` (h264, h265) and `bframes` (0 to 3)
+    shape the video; `parameter_sets` says where its parameter sets go (inband, sdp, both)."""
     if clip is not None:
-        video = load_video(clip, bitrate=bitrate)
+        video = load_video(clip, bitrate=bitrate, codec=codec, bframes=bframes)
     else:
-        video = synthetic_video(width, height, fps, seconds=4, bitrate=bitrate)
+        video = synthetic_video(width, height, fps, seconds=4, bitrate=bitrate, codec=codec, bframes=bframes)
     encoded = None
     if audio is not None:
         if audio not in AUDIO_RATES:
@@ -35,7 +38,7 @@ def camera(name: str = "cam1", *, audio: str | None = "pcmu", faults: Faults | N
         encoded = encode_audio(pcm, audio)
     return CameraSpec(name=name, video=video, audio=encoded, faults=faults or Faults(), username=username,
                       password=password, backchannel=backchannel, audio_packet_ms=audio_packet_ms,
-                      sink=BackchannelSink(backchannel_file), echo=echo)
+                      sink=BackchannelSink(backchannel_file), echo=echo, parameter_sets=parameter_sets)
 
 
 DEMO_TITLES = {"cam1": "Doorbell: its speaker echoes 150 ms later", "cam2": "300 ppm audio skew, 40 ms jitter",

@@ -26,7 +26,7 @@ from opticlink.rtsp.client import BACKCHANNEL_REQUIRE
 from opticlink.rtsp.headers import Transport, parse_transports
 from opticlink.rtsp.message import Headers, InterleavedFrame, RtspReader, RtspRequest, RtspResponse, interleaved
 from opticlink.rtsp.sdp import MediaDescription, SessionDescription
-from opticlink.sim.camera import CameraModel, Emission
+from opticlink.sim.camera import CameraModel, Emission, ParameterSetMode
 from opticlink.sim.echo import EchoPath
 from opticlink.sim.faults import Faults
 from opticlink.sim.media import EncodedAudio, VideoClip
@@ -89,12 +89,14 @@ class CameraSpec:
     backchannel_formats: tuple[RtpFormat, ...] = BACKCHANNEL_FORMATS
     audio_packet_ms: int = 20
     session_timeout: int = 60
+    transports: tuple[str, ...] = ("tcp", "udp")  # lower transports SETUP accepts; others get 461
     sink: BackchannelSink = field(default_factory=BackchannelSink)
     echo: EchoSettings | None = None  # None: the microphone does not hear the speaker
+    parameter_sets: ParameterSetMode = "both"  # video SPS/PPS(/VPS): in band, in the SDP's sprop, or both
 
     def model(self, start: float = 0.0) -> CameraModel:
         return CameraModel(self.video, self.audio, self.faults, start=start, audio_packet_ms=self.audio_packet_ms,
-                           cname=f"{self.name}@opticlink.sim")
+                           cname=f"{self.name}@opticlink.sim", parameter_sets=self.parameter_sets)
 
 
 @dataclass(slots=True)
@@ -136,7 +138,7 @@ class SimSession:
         spec = self.spec
         self.model = CameraModel(spec.video, spec.audio, spec.faults, start=now, wall_start=time.time(),
                                  audio_packet_ms=spec.audio_packet_ms, cname=self.model.cname,
-                                 echo=self.server.speaker(spec))
+                                 echo=self.server.speaker(spec), parameter_sets=spec.parameter_sets)
         f = self.spec.faults
         tcp = any(t.transport.tcp for t in self.tracks.values())
         self.network = NetworkModel(f.jitter_ms, f.loss_pct, f.reorder_pct, ordered=tcp, seed=f.seed)
@@ -370,7 +372,9 @@ class _Connection(asyncio.Protocol):
             return _response(400, "Bad Request")
         if not offered:
             return _response(461, "Unsupported Transport")
-        wanted = offered[0]
+        wanted = next((t for t in offered if ("tcp" if t.tcp else "udp") in spec.transports), None)
+        if wanted is None:
+            return _response(461, "Unsupported Transport")
         if session is None:
             session = SimSession(self.server, spec, self, model)
             self.sessions[session.id] = session

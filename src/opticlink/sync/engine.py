@@ -18,8 +18,13 @@ decays: audio (the master clock) by at most 0.5 ms per second (0.05 %, inaudible
 that a recording's audio is never audibly stretched), video towards the
 audio's correction by at most 40 ms per second (invisible), so a change of A/V alignment is
 applied by moving video while the audio plays on. In a video track's first half second (and the
-first half second after it re-anchors), video takes the audio's correction at once. Corrections beyond
-1 s are applied at once.
+first half second after it re-anchors), video moves to the audio's correction in a few frames, each
+step less than a frame period over its reorder depth, so frames never swap places. Corrections
+beyond 1 s are applied at once.
+
+Video frames come in decode order and leave in it, each with its presentation time and a decode
+time (`DecodeTimes`, from the SPS's reorder depth). Arrival floors are taken against decode times:
+B-frames are sent after the later frames they reference, not when they are shown.
 
 Timestamp wrap is unwrapped; an SSRC change or a timestamp jump (a camera reboot) re-anchors
 that track alone. Times in are seconds on the receiver's monotonic clock; times out are
@@ -32,7 +37,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opticlink.rtp.formats import AccessUnit
+from opticlink.rtp.formats import AccessUnit, CodecConfig, VideoConfig
+from opticlink.rtp.formats.sps import reorder_depth
+from opticlink.sync.decode import DecodeTimes
 from opticlink.sync.floor import FloorEstimator
 from opticlink.sync.frame import MediaFrame
 from opticlink.sync.reports import BogusReport, ReportMapping, SenderReportInfo
@@ -41,6 +48,7 @@ MASTER_SLEW = 0.0005  # seconds of correction per second on the master (audio) t
 VIDEO_SLEW = 0.040  # seconds per second for video following the master
 SOLO_VIDEO_SLEW = 0.020  # seconds per second when video has no audio to follow
 VIDEO_STARTUP = 0.5  # seconds from a video track's first unit in which it follows the audio at once
+STARTUP_STEP = 0.5  # ... moving by at most this share of a frame period a frame (over the reorder depth)
 HARD_RESYNC = 1.0  # seconds: a correction this large is applied at once
 FALLBACK_HOLD = 600.0  # seconds a track stays on arrival timing after a bogus report
 JUMP_AHEAD = 1.0  # a unit arriving this long before its mapped time: timestamps jumped forward
@@ -118,6 +126,9 @@ class _Track:
         self.resume_at: float | None = None  # after a re-anchor: place the first unit by arrival
         self.behind = 0
         self.video_period = 0.04
+        self.decode = DecodeTimes()  # video: decode times from presentation times
+        self.config: CodecConfig | None = None
+        self.last_dts: int | None = None
         self.sender_reports = self.bogus_reports = self.stale_reports = 0
         self.reanchors = self.hard_resyncs = self.units = 0
 
@@ -132,7 +143,8 @@ class _Track:
         self.started = None  # a restarted video track follows the audio at once again
         self.floor.reset()
         self.reports.reset()
-        self.last_ts = self.last_target = None
+        self.decode.reset()
+        self.last_ts = self.last_target = self.last_dts = None
         self.behind = 0
         if not (keep_fallback and self.mode == "fallback"):
             self.mode = "arrival"
@@ -197,29 +209,31 @@ class SyncEngine:
         ts = track.unwrap(unit.timestamp)
         first = track.last_ts is None
         duration = unit.duration / track.rate if unit.duration else 0.0
-        x = ts / track.rate
         if not first:
             error = unit.arrival - self._target(track, ts)
             if error < -JUMP_AHEAD or error > JUMP_IMPOSSIBLE:
                 self._reanchor(track, keep_fallback=True)
                 reanchored, first = True, True
                 ts = unit.timestamp
-                x = ts / track.rate
             elif error > JUMP_BEHIND:
                 track.behind += 1
                 if track.behind >= 3:
                     self._reanchor(track, keep_fallback=True)
                     reanchored, first = True, True
                     ts = unit.timestamp
-                    x = ts / track.rate
             else:
                 track.behind = 0
-        track.floor.add(x, unit.arrival - x - duration)
+        dts = self._decode_time(track, ts, unit.config)
+        xd = dts / track.rate
+        # Floors follow decode times: a camera sends a frame once it is encoded, which for a frame
+        # followed by B-frames is before they are shown; by presentation time the floor would sit
+        # at the reference frames and place the B-frames before they can have arrived.
+        track.floor.add(xd, unit.arrival - xd - duration)
         if first:
             track.last_ts = ts  # lets pending reports unwrap against this source
             self._apply_pending(track, unit.arrival)
         if track.mode == "rtcp" and track.reports.ready:
-            wall = track.reports.wall_at(ts)
+            wall = track.reports.wall_at(dts)
             self.wall_floor.add(wall, unit.arrival - wall - duration)
             self._learn_bias(track, ts)
         elif not track.bias_from_reports:
@@ -235,17 +249,32 @@ class SyncEngine:
             track.delay_floor = delay
         elif track.last_now is not None:
             track.delay_floor += DELAY_FLOOR_RISE * max(0.0, now - track.last_now)
-        if track.info.kind == "video" and not first and track.last_ts is not None and ts > track.last_ts:
-            track.video_period = min(1.0, max(0.005, (ts - track.last_ts) / track.rate))
+        if track.info.kind == "video" and not first and track.last_dts is not None and dts > track.last_dts:
+            track.video_period = min(1.0, max(0.005, (dts - track.last_dts) / track.rate))
         track.last_ts, track.last_target, track.last_now, track.last_arrival = ts, target, now, unit.arrival
+        track.last_dts = dts
         pts = target + track.offset
         track.last_delay = unit.arrival - duration - pts
         track.units += 1
         duration_us = int((track.video_period if track.info.kind == "video" else duration) * 1e6)
-        wall_clock = track.reports.wall_at(ts) if track.mode == "rtcp" and track.reports.ready else None
-        return MediaFrame(index, track.info.kind, unit.config.codec, round((pts - self.epoch) * 1e6), duration_us,
+        wall_clock = track.reports.wall_at(ts) if track.mode != "fallback" and track.reports.ready else None
+        pts_us = round((pts - self.epoch) * 1e6)
+        return MediaFrame(index, track.info.kind, unit.config.codec, pts_us, duration_us,
                           unit.keyframe, unit.data, unit.config, wall_clock, unit.discontinuity or reanchored,
-                          unit.timestamp, unit.ssrc, reanchored)
+                          unit.timestamp, unit.ssrc, reanchored, dts_us=pts_us - round((ts - dts) * 1e6 / track.rate))
+
+    def _decode_time(self, track: _Track, ts: int, config: CodecConfig) -> int:
+        """The unit's decode time in unwrapped ticks: its presentation time, except for video that
+        reorders (B-frames), whose decode time comes from the reorder depth."""
+        if track.info.kind != "video":
+            return ts
+        if config is not track.config:
+            track.config = config
+            sps = b""
+            if isinstance(config, VideoConfig) and config.parameter_sets:
+                sps = config.parameter_sets[0 if config.codec == "h264" else min(1, len(config.parameter_sets) - 1)]
+            track.decode.configure(reorder_depth(config.codec, sps))
+        return track.decode.push(ts, round(track.video_period * track.rate))
 
     # Mappings -----------------------------------------------------------------------------------
 
@@ -290,7 +319,7 @@ class SyncEngine:
         if ticks > PLAY_ALIGN_SPAN * track.rate:  # past the span: the bias stays as it is
             track.play_rtptime = None
             return
-        if ticks < 0:
+        if ticks < -PLAY_ALIGN_LIMIT * track.rate:  # a frame captured just before the play instant counts
             return
         master_ts = master.unwrap((master.play_rtptime + round(ticks * master.rate / track.rate)) & 0xFFFFFFFF)
         own = self.audio_offset if master.info.kind == "audio" else 0.0
@@ -312,7 +341,10 @@ class SyncEngine:
         else:
             goal, rate = self._pending_offset(master), VIDEO_SLEW
             if now - track.started < VIDEO_STARTUP:
-                track.offset = goal
+                # At once, yet by less than a frame period over the frames that may be reordered
+                # per frame, so the frames' presentation and decode orders stay as the camera sent them.
+                step = STARTUP_STEP * track.video_period / (track.decode.depth + 1)
+                track.offset += max(-step, min(step, goal - track.offset))
                 return
         gap = goal - track.offset
         if abs(gap) > HARD_RESYNC:
@@ -364,8 +396,15 @@ class SyncEngine:
             track.mode = "rtcp"
             track.fallback_reason = None
             self.wall_floor.reset()  # the camera's clock may have been stepped meanwhile
-        elif track.mode == "arrival":
+        elif track.mode == "arrival" and (track is self.master or self.master is None or self.master.mode == "rtcp"):
+            # Tracks change to report timing together with the master: a follower on reports while
+            # the master is still on arrival timing would mix two mappings that differ by the
+            # camera's and the network's delays, and put A/V off by that until the master's report.
             track.mode = "rtcp"
+            if track is self.master:
+                for other in self.tracks.values():
+                    if other is not track and other.mode == "arrival" and other.reports.ready:
+                        other.mode = "rtcp"
         self.wall_floor.add(wall, arrival - wall)
 
     def _reanchor(self, track: _Track, keep_fallback: bool) -> None:

@@ -15,6 +15,8 @@ class MediaFrame:
     session's epoch), the same for audio and video captured at the same instant. `wall_clock` is
     the camera's own capture time (Unix seconds) when its Sender Reports give one. `reanchored`
     marks the first frame after the camera restarted its stream (new SSRC or timestamps).
+    `dts_us` is the decode time on the same timeline: frames of a track come in decode order, and
+    a video track with B-frames has decode times before its presentation times (None: equal).
     """
 
     track: int
@@ -30,3 +32,9 @@ class MediaFrame:
     rtp_timestamp: int = 0
     ssrc: int = 0
     reanchored: bool = False
+    dts_us: int | None = None
+
+    @property
+    def decode_us(self) -> int:
+        """Decode time in µs on the timeline (the presentation time where none was set)."""
+        return self.pts_us if self.dts_us is None else self.dts_us

@@ -138,10 +138,17 @@ class TalkSession:
         self.talker = None
         if self.open:
             assert self.encoder is not None and self.client is not None
-            for packet in self.encoder.flush():
+            accepted, held = self.encoder.accepted, self.encoder.held
+            packets, tail = self.encoder.drain()  # every sample accepted goes out, the resampler's tail too
+            for packet in packets:
                 self.client.send_rtp(0, packet)
                 self.packets_sent += 1
                 self.octets_sent += len(packet) - 12
+            if self.pacer is not None:
+                if len(tail) and self.on_sent is not None and self.pacer.anchor is not None:
+                    slot = self.pacer.anchor + (self.pacer.count - held) / self.pacer.rate
+                    self.on_sent(tail, self.encoder.rate, slot)
+                self.pacer.advance(self.encoder.accepted - accepted)
             self._pending.clear()
         if not self.keep_open and self.open:
             loop = asyncio.get_running_loop()
@@ -164,13 +171,20 @@ class TalkSession:
         ratio = self.encoder.rate / rate
         captured = captured or arrival
         started = time.perf_counter()
+        # the pacer counts samples accepted, those the resampler still holds included (`held`): they
+        # come out later, each at its own slot, and go out with the tail that ends a talkspurt
+        accepted, held = self.encoder.accepted, self.encoder.held
         packets = self.encoder.skip(placement.skip) if placement.skip else []
-        if packets:  # the short packet that ended the previous talkspurt
+        if packets:  # the tail that ended the previous talkspurt
             self._account(sum(entry[0] for entry in self._pending), 0.0, time.time())
+        if placement.skip and len(self.encoder.drained) and self.on_sent is not None:
+            self.on_sent(self.encoder.drained, self.encoder.rate,
+                         placement.slot - (placement.skip + held) / self.encoder.rate)
+        held = self.encoder.held
         self._pending.append([len(pcm) * ratio, arrival, captured, posted or captured])
         more, sent = self.encoder.encode(pcm, rate)
         packets += more
-        self.pacer.advance(len(sent))
+        self.pacer.advance(self.encoder.accepted - accepted)
         transcoded = time.perf_counter()
         for packet in packets:
             self.client.send_rtp(0, packet)
@@ -180,8 +194,8 @@ class TalkSession:
         per_packet = self.encoder.rate * self.packet_ms / 1000
         for _ in packets:
             self._account(per_packet, (transcoded - started) * 1000, done)
-        if len(sent) and self.on_sent is not None:
-            self.on_sent(sent, self.encoder.rate, placement.slot)
+        if len(sent) and self.on_sent is not None:  # its first sample follows those the resampler held
+            self.on_sent(sent, self.encoder.rate, placement.slot - held / self.encoder.rate)
         if loop_now - self._last_sr >= self.SR_INTERVAL:
             self._last_sr = loop_now
             self._send_report()

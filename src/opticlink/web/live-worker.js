@@ -26,6 +26,13 @@ const WATCHDOG_MS = 200;
 const HARD_RESYNC_MS = 150;
 const NO_AUDIO_MARGIN_MS = 40;
 const LATENESS_WINDOW = 512; // audio frames (about 10 s of 20 ms packets)
+// A decoder holds frames back by the stream's reorder depth (B-frames) before it outputs them, so
+// video can come out later than its sound arrives: the target covers the latest decoded frame of
+// the last VIDEO_LATE_WINDOW, plus a display interval to draw it in.
+const VIDEO_LATE_WINDOW = 64; // decoded frames (2.5 s at 25 fps)
+const VIDEO_LATE_MARGIN_MS = 25;
+const videoLate = new Float64Array(VIDEO_LATE_WINDOW);
+let videoLateCount = 0;
 const WARMUP_US = 1_000_000; // from the first audio frame, before the sound starts
 const NOT_YET = 1 << 30; // a start level the ring never reaches
 const UNDERRUN_SAFETY_MS = 20; // added to the target by each underrun
@@ -257,6 +264,10 @@ async function setupVideo(track) {
   const decoder = new VideoDecoder({
     output: (frame) => {
       state.stats.framesDecoded++;
+      const audio = state.audio;
+      if (audio && audio.earliest !== null) { // after the earliest sound: when the frame can be shown at all
+        videoLate[videoLateCount++ % VIDEO_LATE_WINDOW] = (performance.now() * 1000 - frame.timestamp - audio.earliest) / 1000;
+      }
       state.frames.push(frame);
     },
     error: (error) => {
@@ -431,7 +442,10 @@ function allowedLateness(audio) {
 }
 
 function targetOf(audio) {
-  return Math.max(TARGET_FLOOR_MS, audio.packetMs + allowedLateness(audio) + 10) + audio.safety;
+  let video = 0;
+  for (let i = 0; i < Math.min(videoLateCount, VIDEO_LATE_WINDOW); i++) if (videoLate[i] > video) video = videoLate[i];
+  const needed = Math.max(audio.packetMs + allowedLateness(audio) + 10, video + VIDEO_LATE_MARGIN_MS);
+  return Math.max(TARGET_FLOOR_MS, needed) + audio.safety;
 }
 
 /** Buffer to fill before playing: the target, once the page's start is over. */

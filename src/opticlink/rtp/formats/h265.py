@@ -1,4 +1,4 @@
-"""H.265 over RTP (RFC 7798): depacketizer for single NAL units, aggregation packets and FUs."""
+"""H.265 over RTP (RFC 7798): depacketizer for single NAL units, aggregation packets and FUs; packetizer."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import binascii
 
 from opticlink.rtp.formats.base import AccessUnit, RtpFormat, VideoConfig, length_prefixed
 from opticlink.rtp.jitterbuffer import BufferedPacket
+from opticlink.rtp.packet import build_rtp
 
 NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
 AP, FU, PACI = 48, 49, 50
+RTP_HEADER = 12
+PAYLOAD_HEADER = 2  # the NAL unit header a FU's payload header replaces
+FU_HEADER = 1
+FU_START, FU_END = 0x80, 0x40
 
 
 def nal_type(nal: bytes) -> int:
@@ -183,3 +188,39 @@ class H265Depacketizer:
         self._damaged = False
         self._fu = None
         return out
+
+
+class H265Packetizer:
+    """Splits access units (lists of NAL units) into RTP packets no larger than `mtu` bytes.
+
+    Single NAL unit packets, and fragmentation units for larger NAL units; no aggregation, no DONL
+    (sprop-max-don-diff 0)."""
+
+    def __init__(self, payload_type: int, ssrc: int, sequence: int = 0, mtu: int = 1400) -> None:
+        self.payload_type = payload_type
+        self.ssrc = ssrc
+        self.sequence = sequence & 0xFFFF
+        self.mtu = mtu
+
+    def packetize(self, nalus: list[bytes], timestamp: int) -> list[bytes]:
+        """Wire-form packets of one access unit, the marker on the last."""
+        payloads: list[bytes] = []
+        limit = self.mtu - RTP_HEADER
+        for nal in nalus:
+            if len(nal) <= limit:
+                payloads.append(nal)
+                continue
+            header = bytes([(nal[0] & 0x81) | (FU << 1), nal[1]])  # F, layer id high bit; type FU; layer id, TID
+            kind = nal_type(nal)
+            body = memoryview(nal)[PAYLOAD_HEADER:]
+            chunk = limit - PAYLOAD_HEADER - FU_HEADER
+            for start in range(0, len(body), chunk):
+                flags = (FU_START if start == 0 else 0) | (FU_END if start + chunk >= len(body) else 0)
+                payloads.append(header + bytes([flags | kind]) + body[start : start + chunk])
+        packets = []
+        last = len(payloads) - 1
+        for i, payload in enumerate(payloads):
+            packets.append(build_rtp(self.payload_type, self.sequence, timestamp, self.ssrc, payload,
+                                     marker=i == last))
+            self.sequence = (self.sequence + 1) & 0xFFFF
+        return packets
