@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -182,6 +183,38 @@ async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
     assert fast["underruns"] <= 1, fast  # a stalled fast viewer would run dry again and again
     stalled = max(viewers, key=lambda v: v["dropped_video"])
     assert stalled["dropped_video"] > 50, viewers  # the slow one lost video, nobody waited for it
+
+
+def frame_number(png: bytes) -> int:
+    """The simulator's frame counter: 12 white (235) blocks along the bottom twelfth of the picture,
+    bit 0 first, over a grey gradient that stays below 170."""
+    gray = pixels(png)
+    height, width = gray.shape
+    row = gray[height - height // 24]
+    return sum(1 << bit for bit in range(12) if row[int((bit + 0.5) * width / 12)] > 215)
+
+
+async def test_b_frames_are_shown_in_presentation_order(tmp_path):
+    # x264 High profile with two B-frames: frames arrive in decode order, WebCodecs shows them in order
+    async with camera_and_service(tmp_path, "--bframes", "2") as (_, _, base), browser_page() as (page, errors):
+        await page.goto(f"{base}/static/bench/live.html?camera=cam1")
+        await page.wait_for_function("document.getElementById('player')?.stats?.framesShown > 25", timeout=30000)
+        await page.evaluate("""() => { for (const e of document.getElementById('player').shadowRoot.children)
+            if (e.tagName !== 'CANVAS' && e.tagName !== 'STYLE') e.style.visibility = 'hidden'; }""")
+        canvas = page.locator("#player canvas")
+        numbers = []
+        for _ in range(40):
+            number = frame_number(await canvas.screenshot())
+            if number != 4095:  # the white flash on the first frame of every second
+                numbers.append(number)
+            await asyncio.sleep(0.05)
+        stats = await page.evaluate("document.getElementById('player').stats")
+    assert not errors and stats["videoCodec"].startswith("avc1.64"), (errors, stats)  # High profile
+    assert all(n < 100 for n in numbers), numbers  # the clip's 100 frames: every screenshot read
+    # the clip loops every 100 frames (4 s); apart from the loop, the counter never goes back
+    backwards = [(a, b) for a, b in pairwise(numbers) if b < a and not (a >= 70 and b <= 30)]
+    assert not backwards, numbers
+    assert sum(1 for a, b in pairwise(numbers) if b != a) >= 15, numbers  # and it moves
 
 
 @pytest.mark.slow

@@ -112,16 +112,22 @@ async def test_capture_over_real_sockets_is_judged_in_sync_by_av_drift_detector(
     assert abs(summary["skew_ppm"]) <= 30  # 25 s is short for a skew figure; bench/sync.py measures 60 s
 
 
-def judged_from_the_first_second(path) -> tuple[dict, list[float]]:
-    """av-drift-detector's summary of a capture, and the offsets of every frame from 1 s on."""
+def judged_from_the_first_second(path) -> tuple[dict, list[tuple[float, float]]]:
+    """av-drift-detector's summary of a capture, and (time, offset) of every frame from 1 s on."""
     report = avd.analyze(str(path), capture="file")
-    late = [f["drift_ms"] for f in report["frames"] if f["status"] == "ok" and f["time"] >= 1.0]
+    late = [(f["time"], f["drift_ms"]) for f in report["frames"] if f["status"] == "ok" and f["time"] >= 1.0]
     return report["summary"], late
 
 
 async def decode_errors(path) -> str:
-    code, _, err = await run("ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-")
+    # with the timeline's own phase, as above: a 25 fps grid rounds frames 39 and 41 ms apart together
+    code, _, err = await run("ffmpeg", "-v", "error", "-i", str(path), "-enc_time_base:v", "1:1000", "-f", "null", "-")
     return err.strip() if code == 0 else f"exit {code}: {err}"
+
+
+# Until both tracks have Sender Reports, the tracks are aligned by RTP-Info and arrival floors: with
+# 40 ms of jitter, a floor a second old is still a few ms above the path's true minimum.
+BEFORE_REPORTS_MS = 5.0
 
 
 @pytest.mark.parametrize(("codec", "bframes", "parameter_sets", "packet_ms", "faults"), [
@@ -144,4 +150,8 @@ async def test_a_camera_like_the_ones_that_broke_us_is_captured_in_order_and_in_
     summary, offsets = judged_from_the_first_second(path)
     assert summary["backward_jumps"] == 0 and summary["dropped_frames"] == 0 and summary["repeated_frames"] == 0
     assert len(offsets) >= 200
-    assert max(abs(o - EXPECTED_MS) for o in offsets) <= 4.0, summary  # 3.5 ms seen once on a loaded machine
+    reported = max(faults.video_sr_delay_s, faults.audio_sr_delay_s) + 0.5  # both tracks on reports
+    before = [abs(o - EXPECTED_MS) for t, o in offsets if t < reported]
+    end = offsets[-1][0] - 0.5  # the file's last half second is an edge, as the screen judge's parts have
+    after = [abs(o - EXPECTED_MS) for t, o in offsets if reported <= t < end]
+    assert max(before, default=0) <= BEFORE_REPORTS_MS and max(after) <= 3.0, (summary, max(before, default=0))
