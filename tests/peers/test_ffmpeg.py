@@ -36,3 +36,24 @@ async def test_ffmpeg_decodes_a_digest_protected_camera_without_errors(simulator
     assert code == 0 and err.strip() == ""
     code, _, err = await run("ffprobe", "-v", "error", simulator.url("cam1"))
     assert code != 0 and "401" in err
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+async def test_ffmpeg_decodes_the_simulators_b_frame_camera_with_parameter_sets_only_in_the_sdp(codec):
+    # (FFmpeg cannot stream-copy B-frame RTSP to a file, ours or GStreamer's: "Can't write packet with
+    # unknown timestamp"; it decodes it, which is what shows our simulator's stream is conformant)
+    from opticlink.sim.presets import camera
+    from opticlink.sim.server import SimulatorServer
+
+    spec = camera("cam", width=320, height=180, bitrate=300_000, codec=codec, bframes=2, parameter_sets="sdp")
+    async with SimulatorServer([spec], port=0) as server:
+        code, _, err = await run("ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", server.url("cam"), "-t", "3",
+                                 "-f", "null", "-")
+        assert code == 0 and err.strip() == "", err
+        code, probed, err = await run("ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v",
+                                      "-show_entries", "stream=codec_name,has_b_frames,width", "-of", "json",
+                                      server.url("cam"))
+    assert code == 0, err
+    stream = json.loads(probed)["streams"][0]
+    assert stream["codec_name"] == {"h264": "h264", "h265": "hevc"}[codec] and stream["width"] == 320
+    assert stream["has_b_frames"] >= 1
