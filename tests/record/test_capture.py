@@ -155,3 +155,34 @@ async def test_a_camera_like_the_ones_that_broke_us_is_captured_in_order_and_in_
     end = offsets[-1][0] - 0.5  # the file's last half second is an edge, as the screen judge's parts have
     after = [abs(o - EXPECTED_MS) for t, o in offsets if reported <= t < end]
     assert max(before, default=0) <= BEFORE_REPORTS_MS and max(after) <= 3.0, (summary, max(before, default=0))
+
+
+def test_a_camera_that_changes_its_resolution_mid_stream_stays_decodable(tmp_path):
+    from opticlink.rtp.formats import VideoConfig
+    from opticlink.rtp.formats.base import length_prefixed
+    from opticlink.sim.media import is_parameter_set, synthetic_video
+    from opticlink.sync import MediaFrame
+
+    writer = MatroskaWriter(tmp_path / "switch.mkv")
+    pts = 0
+    for width, height in ((320, 180), (160, 96)):
+        clip = synthetic_video(width, height, 25, seconds=2, bitrate=200_000, bframes=2)
+        config = VideoConfig("h264", clip.parameter_sets)
+        base = pts
+        for nalus, key, shown in zip(clip.frames, clip.keyframes, clip.presentation, strict=True):
+            data = length_prefixed([n for n in nalus if not is_parameter_set(n, "h264")])
+            frame = MediaFrame(0, "video", "h264", base + (shown + clip.reorder_delay) * 40_000, 40_000, key, data,
+                               config)
+            frame.dts_us = pts
+            writer.write(frame)
+            pts += 40_000
+    summary = writer.close()
+    assert summary.parameter_set_changes == 1 and summary.video_frames == 100
+    with av.open(str(tmp_path / "switch.mkv")) as container:
+        sizes = {(f.width, f.height) for f in container.decode(video=0)}
+    assert sizes == {(320, 180), (160, 96)}
+    import subprocess
+
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "switch.mkv"), "-f", "null", "-"],
+                             capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0 and decoded.stderr.strip() == ""
