@@ -12,7 +12,7 @@ APT_PACKAGES := ffmpeg chromium nodejs python3-gi \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav fonts-dejavu-core
 
-.PHONY: system env demo test lint bench clean
+.PHONY: system env demo test judge lint bench clean
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -39,6 +39,11 @@ lint: env
 test: env lint
 	node --test tests/js/
 	$(BIN)/python -m pytest
+
+# The screen judge (a tab capture measured by av-drift-detector): out of `make test` while its
+# instrument wanders on a loaded 2-core machine (issue 13); bench/live.py runs the same measurement.
+judge: env
+	$(BIN)/python -m pytest -m judge
 
 demo: env
 	$(BIN)/opticlink demo

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from access import Admin, admin, data_dir_env
+
 STEADY_S = 6.0
 READ_STATS = """() => {
   const player = document.getElementById('player');
@@ -50,7 +52,7 @@ def summary(values: list[float], absolute: bool = False) -> dict[str, float] | N
             "p99": round(float(np.percentile(a, 99)), 2), "count": len(a)}
 
 
-async def play(url: str, seconds: float) -> dict[str, object]:
+async def play(url: str, seconds: float, signed: Admin) -> dict[str, object]:
     """Play one bench page; A/V offsets and latencies are collected over the whole run."""
     from playwright.async_api import async_playwright
 
@@ -59,6 +61,7 @@ async def play(url: str, seconds: float) -> dict[str, object]:
     async with async_playwright() as pw:
         browser = await launch(pw)
         page = await browser.new_page()
+        await page.context.add_cookies([signed.browser_cookie(url)])
         await page.goto(url)
         offsets: list[float] = []
         latencies: list[float] = []
@@ -84,29 +87,30 @@ async def play(url: str, seconds: float) -> dict[str, object]:
             f"capture_to_presentation_from_{STEADY_S:g}s_ms": summary(steady)}
 
 
-async def _started(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def _started(*args: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, str]:
     """An `opticlink` verb in its own process, and the first address it prints."""
     import os
     import re
 
     opticlink = os.path.join(os.path.dirname(sys.executable), "opticlink")
     proc = await asyncio.create_subprocess_exec(opticlink, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
+                                                stderr=asyncio.subprocess.DEVNULL, env=env)
     line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
     return proc, re.search(r"(https?|rtsp)://\S+", line).group(0)
 
 
 @contextlib.asynccontextmanager
-async def camera_and_service(*sim_args: str) -> AsyncIterator[str]:
+async def camera_and_service(*sim_args: str) -> AsyncIterator[tuple[str, Admin]]:
     """A camera (`opticlink sim`) and the service (`opticlink serve`) for it as `cam`, each in its
-    own process, settled; yields the service's base URL."""
+    own process, settled; yields the service's base URL and an admin signed in to it."""
     sim, url = await _started("sim", "--port", "0", *sim_args)
     config = Path(tempfile.mkdtemp()) / "cameras.yaml"
     config.write_text(f"cameras:\n  - id: cam\n    url: {url}\n")
-    service, base = await _started("serve", str(config), "--port", "0")
+    data, env = data_dir_env()
+    service, base = await _started("serve", str(config), "--port", "0", env=env)
     try:
         await asyncio.sleep(3)  # the camera session settles
-        yield base
+        yield base, admin(data)
     finally:
         for proc in (service, sim):
             proc.terminate()
@@ -117,15 +121,16 @@ async def camera_case(name: str, faults: str, seconds: float,
                       players: tuple[str, ...] = ("ours", "baseline")) -> dict[str, object]:
     """Each player in turn on one camera, with the page kept busy."""
     out: dict[str, object] = {"camera": name, "faults": faults}
-    async with camera_and_service(*(["--faults", faults] if faults else [])) as base:
+    async with camera_and_service(*(["--faults", faults] if faults else [])) as (base, signed):
         for player in players:
             print(f"{name}: {player} player, {seconds:g} s, main thread blocked 100 ms / 300 ms",
                   file=sys.stderr, flush=True)
-            out[player] = await play(f"{base}/static/bench/live.html?camera=cam&player={player}&block=1", seconds)
+            out[player] = await play(f"{base}/static/bench/live.html?camera=cam&player={player}&block=1", seconds,
+                                     signed)
     return out
 
 
-async def _viewers(url: str, count: int, seconds: float) -> None:
+async def _viewers(url: str, token: str, count: int, seconds: float) -> None:
     """Run in a child process: `count` WebSocket viewers reading everything for `seconds`.
 
     They complete the handshake and then read and discard bytes, costing almost no CPU, so the
@@ -141,7 +146,8 @@ async def _viewers(url: str, count: int, seconds: float) -> None:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
         await reader.readuntil(b"\r\n\r\n")
         while chunk := await reader.read(1 << 20):
             received[i] += len(chunk)
@@ -170,13 +176,15 @@ async def hub_case(viewers: int, seconds: float) -> dict[str, object]:
     try:
         url = (await sim.stdout.readline()).decode().strip()
         config = ServiceConfig(cameras=[CameraConfig(id="cam", url=url)], port=0)
-        async with running(config) as (_, base):
+        async with running(config) as (service, base):
+            signed = admin(service)
             await asyncio.sleep(2)
             clients = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--viewers-child", str(viewers), "--seconds", str(seconds + 2),
-                base.replace("http", "ws") + "/api/cameras/cam/live", stdout=asyncio.subprocess.PIPE)
+                "--token", signed.token, base.replace("http", "ws") + "/api/cameras/cam/live",
+                stdout=asyncio.subprocess.PIPE)
             await asyncio.sleep(2)
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers=signed.bearer) as client:
                 await client.delete(f"{base}/api/hub/latency")
                 await asyncio.sleep(seconds)
                 latency = (await client.get(f"{base}/api/hub/latency")).json()
@@ -202,9 +210,10 @@ async def judge_case(faults: str, seconds: float) -> dict[str, object]:
           file=sys.stderr, flush=True)
     camera_clip, native_clip = clips(work, sum(s for _, s in plan) + 20)
     sim_args = ["--clip", str(camera_clip), "--bitrate", "1500000", *(["--faults", faults] if faults else [])]
-    async with camera_and_service(*sim_args) as base, async_playwright() as pw:
+    async with camera_and_service(*sim_args) as (base, signed), async_playwright() as pw:
         browser = await launch(pw, tab_capture=True)
         page = await browser.new_page(viewport={"width": 640, "height": 360})
+        await page.context.add_cookies([signed.browser_cookie(base)])
         parts = await record(page, base, "cam", native_clip, plan, work / "judge.webm")
         await browser.close()
     judged = judge(work / "judge.webm", parts)
@@ -227,10 +236,11 @@ async def main() -> None:
     parser.add_argument("--players", default="ours,baseline", help="which players (default both)")
     parser.add_argument("--cases", default="skewed-jittery,clean,hub,judge", help="which cases (default all)")
     parser.add_argument("--viewers-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("url", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.viewers_child:
-        await _viewers(args.url, args.viewers_child, args.seconds)
+        await _viewers(args.url, args.token, args.viewers_child, args.seconds)
         return
     players, cases = tuple(args.players.split(",")), args.cases.split(",")
     report: dict[str, object] = {"benchmark": "live", "targets": {"underruns_ours": 0, "av_offset_p99_ms": 20,

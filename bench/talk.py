@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from access import admin, data_dir_env
 from opticlink.dsp.echo import EchoCanceller
 from opticlink.dsp.g711 import from_float, to_float
 from opticlink.dsp.howling import HowlingGuard
@@ -134,9 +135,10 @@ async def talk_latency(seconds: float = 20.0) -> dict[str, object]:
     async with SimulatorServer([camera("cam1", width=320, height=180, bitrate=300_000)], port=0) as sim:
         config = ServiceConfig(cameras=[CameraConfig(id="cam1", url=sim.url("cam1"))], port=0)
         async with running(config) as (service, base):
+            signed = admin(service)
             await asyncio.sleep(2)
-            url = base.replace("http", "ws") + "/api/cameras/cam1/live?name=bench"
-            async with websockets.connect(url, max_size=None, max_queue=None) as ws:
+            url = base.replace("http", "ws") + "/api/cameras/cam1/live"
+            async with websockets.connect(url, max_size=None, max_queue=None, additional_headers=signed.bearer) as ws:
                 drain = asyncio.create_task(_discard(ws))
                 await ws.send(json.dumps({"type": "talk", "action": "start"}))
                 await asyncio.sleep(0.5)
@@ -180,27 +182,30 @@ async def browser_talk_latency(seconds: float = 20.0) -> dict[str, object]:
         out.writeframes(voice.tobytes())
     opticlink = os.path.join(os.path.dirname(sys.executable), "opticlink")
 
-    async def started(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    async def started(*args: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, str]:
         proc = await asyncio.create_subprocess_exec(opticlink, *args, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.DEVNULL)
+                                                    stderr=asyncio.subprocess.DEVNULL, env=env)
         line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()  # type: ignore[union-attr]
         return proc, re.search(r"(https?|rtsp)://\S+", line).group(0)  # type: ignore[union-attr]
 
     sim, url = await started("sim", "--port", "0", "--size", "320x180")
     config = directory / "cameras.yaml"
     config.write_text(f"cameras:\n  - id: cam\n    url: {url}\n")
-    service, base = await started("serve", str(config), "--port", "0")
+    data, env = data_dir_env()
+    service, base = await started("serve", str(config), "--port", "0", env=env)
+    signed = admin(data)
     try:
         async with async_playwright() as pw:
             browser = await launch(pw, extra_args=[f"--use-file-for-fake-audio-capture={microphone}"])
             page = await browser.new_page()
-            await page.goto(f"{base}/static/bench/live.html?camera=cam&name=bench")
+            await page.context.add_cookies([signed.browser_cookie(base)])
+            await page.goto(f"{base}/static/bench/live.html?camera=cam")
             await page.wait_for_function("document.getElementById('player')?.stats?.audioFrames > 50", timeout=60000)
             await page.locator("#player button.talk-button").click()  # latched
             await asyncio.sleep(seconds)
             stats = await page.evaluate("document.getElementById('player').stats")
             await page.locator("#player button.talk-button").click()
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers=signed.bearer) as client:
                 status = (await client.get(f"{base}/api/cameras/cam")).json()
             await browser.close()
     finally:
@@ -250,8 +255,9 @@ async def service_doorbell(seconds: float = 8.0) -> dict[str, object]:
             direct_task = asyncio.create_task(direct.run())
             cleaned: list[tuple[float, bytes]] = []
             url = base.replace("http", "ws") + "/api/cameras/cam1/live"
-            async with websockets.connect(url + "?name=talker", max_queue=None, max_size=None) as talker, \
-                    websockets.connect(url + "?name=viewer", max_queue=None, max_size=None) as viewer:
+            signed = admin(service)
+            options = {"max_queue": None, "max_size": None, "additional_headers": signed.bearer}
+            async with websockets.connect(url, **options) as talker, websockets.connect(url, **options) as viewer:
                 async def listen() -> None:
                     async for message in viewer:
                         if isinstance(message, bytes) and message[0] == 2 and message[1] == 1:

@@ -125,11 +125,31 @@ async def _capture(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_service(config, seconds: float | None, banner: str) -> None:
-    from opticlink.api.server import running, wait_stopped
+def _tls_mode(value: str) -> bool | str:
+    modes = {"auto": "auto", "true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+    if value.lower() not in modes:
+        raise argparse.ArgumentTypeError("auto, true or false")
+    return modes[value.lower()]
 
-    async with running(config) as (service, url):
-        print(banner.format(url=url), flush=True)
+
+async def _run_service(config, seconds: float | None, banner: str, *, demo: bool = False) -> None:
+    from opticlink.api.server import running, tls_files, wait_stopped
+
+    tls = tls_files(config)
+    async with running(config, tls) as (service, url):
+        # Zero config stays zero config: the demo, and a service no one can log in to yet (no user with a
+        # password), print a one-time login link, as Jupyter does; opening it sets the session cookie
+        secret = service.gate.first_run_link(always=demo)
+        link = f"{url}/login?token={secret}" if secret is not None else None
+        # the first line: scripts and tests read the address from it (the demo's is its login link)
+        print(banner.format(url=link if demo and link else url), flush=True)
+        if tls is not None:
+            kind = "self-signed, see Trusting the certificate in the README" if tls.self_signed else "yours"
+            print(f"HTTPS certificate {tls.cert} ({kind}), valid until {tls.not_after:%Y-%m-%d}, "
+                  f"SHA-256 fingerprint {tls.fingerprint}", flush=True)
+        if link is not None and not demo:
+            print(f"no user can log in yet: open {link} once (it logs you in as admin), then give admin a "
+                  f"password: opticlink user passwd admin", flush=True)
         await wait_stopped(service, seconds)  # Ctrl-C or SIGTERM stop the server, and so us
 
 
@@ -141,6 +161,8 @@ async def _serve(args: argparse.Namespace) -> int:
         config.host = args.host
     if args.port is not None:
         config.port = args.port
+    if args.tls is not None:
+        config.tls = args.tls
     await _run_service(config, args.seconds, f"OpticLink serving {len(config.cameras)} cameras at {{url}}")
     return 0
 
@@ -157,9 +179,11 @@ async def _demo(args: argparse.Namespace) -> int:
     await sim.start()
     try:
         cameras = [CameraConfig(id=name, name=DEMO_TITLES[name], url=sim.url(name)) for name in sim.cameras]
-        config = ServiceConfig(cameras=cameras, host=args.host, port=args.port)
+        config = ServiceConfig(cameras=cameras, host=args.host, port=args.port, tls=args.tls)
+        if args.data_dir is not None:  # keep the demo's users (else they live in memory, for this run)
+            config.data_dir, config.database = args.data_dir, "file"
         await _run_service(config, args.seconds, "OpticLink demo: open {url} (simulated cameras at "
-                           f"rtsp://{sim.host}:{sim.port}/cam1..cam4; Ctrl-C to stop)")
+                           f"rtsp://{sim.host}:{sim.port}/cam1..cam4; Ctrl-C to stop)", demo=True)
     finally:
         await sim.close()
     return 0
@@ -170,7 +194,7 @@ async def _talk(args: argparse.Namespace) -> int:
 
     from opticlink.dsp.files import read_audio
     from opticlink.errors import OpticLinkError
-    from opticlink.rtsp.client import ClientConfig
+    from opticlink.rtsp.client import ClientConfig, redact_url
     from opticlink.talk.session import TalkSession
 
     rate = 16000
@@ -182,7 +206,7 @@ async def _talk(args: argparse.Namespace) -> int:
     except OpticLinkError as exc:
         print(f"opticlink talk: {exc}", file=sys.stderr)
         return 1
-    print(f"talking to {args.url}: {len(pcm) / rate:.1f} s as {info['codec']}/{info['rate']} in "
+    print(f"talking to {redact_url(args.url)}: {len(pcm) / rate:.1f} s as {info['codec']}/{info['rate']} in "
           f"{args.packet_ms} ms packets", file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -190,6 +214,9 @@ async def _talk(args: argparse.Namespace) -> int:
     for i, offset in enumerate(range(0, len(pcm), frame)):  # paced in real time, as a speaker plays it
         await asyncio.sleep(max(0.0, started + i * 0.02 - loop.time()))
         session.push("opticlink talk", pcm[offset : offset + frame], rate)
+        if session.state == "error":
+            print(f"opticlink talk: backchannel lost: {session.error}", file=sys.stderr)
+            return 1
         if i % 50 == 49:
             print(f"  {offset / rate:5.1f} s sent", file=sys.stderr, flush=True)
     session.stop("opticlink talk")
@@ -252,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("config", type=Path, help="YAML file: cameras: [{id, name, url, username, password, ...}]")
     v.add_argument("--host", help="address to listen on (default from the config, else 127.0.0.1)")
     v.add_argument("--port", type=int, help="HTTP port (default from the config, else 8080)")
+    v.add_argument("--tls", type=_tls_mode, metavar="auto|true|false",
+                   help="HTTPS: auto = when the address is not loopback (default from the config, else auto)")
     v.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
 
     d = verbs.add_parser("demo", help="simulated cameras and the live player, no config needed",
@@ -259,8 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "AAC audio; no audio) and serve them at http://HOST:PORT.")
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     d.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    d.add_argument("--tls", type=_tls_mode, default="auto", metavar="auto|true|false",
+                   help="HTTPS: auto (default) = when the address is not loopback, with a self-signed "
+                        "certificate kept in the data directory")
     d.add_argument("--sim-port", type=int, default=8554, help="the simulator's RTSP port (default 8554)")
     d.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
+    d.add_argument("--data-dir", type=Path, help="keep users and logins in DIR/opticlink.db (default: in memory)")
     d.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
 
     t = verbs.add_parser("talk", help="play an audio file to a camera's speaker",
@@ -281,14 +314,108 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sim-password", help="... and this password")
     s.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
     _add_sim_options(s)
+
+    u = verbs.add_parser("user", help="add, list, remove users; change a password; make an API token",
+                         description="Manage the service's users (in its database: --config's data_dir, or "
+                                     "--data-dir, else the default data directory). Roles: admin (everything), "
+                                     "operator (watch, listen, talk where allowed), viewer (watch and listen). "
+                                     "Passwords are read from a prompt (not echoed) or, piped, from stdin.")
+    u.add_argument("--config", type=Path, help="the service's YAML (its data_dir holds the database)")
+    u.add_argument("--data-dir", type=Path, help="the directory holding opticlink.db")
+    actions = u.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("add", help="add a user (asks for the password)")
+    a.add_argument("name")
+    a.add_argument("--role", choices=("admin", "operator", "viewer"), required=True)
+    a.add_argument("--talk", default="", metavar="CAMERAS",
+                   help="cameras an operator may talk to, comma-separated, or * for all (default: none)")
+    actions.add_parser("list", help="list users, their roles and talk permissions")
+    c = actions.add_parser("set", help="change a user's role or the cameras they may talk to")
+    c.add_argument("name")
+    c.add_argument("--role", choices=("admin", "operator", "viewer"))
+    c.add_argument("--talk", metavar="CAMERAS", help="cameras they may talk to, comma-separated, * for all, '' none")
+    r = actions.add_parser("remove", help="remove a user (their sessions and tokens end)")
+    r.add_argument("name")
+    w = actions.add_parser("passwd", help="set a user's password (their sessions end)")
+    w.add_argument("name")
+    k = actions.add_parser("token", help="make an API token for a user (for scripts, Prometheus); printed once")
+    k.add_argument("name")
+    k.add_argument("--label", default="api", help="what the token is for (default api)")
+    k.add_argument("--revoke", action="store_true", help="remove the user's tokens with this label instead")
     return parser
+
+
+def _read_password() -> str:
+    """From a prompt that does not echo, asked twice; or the first line of piped stdin."""
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the two passwords differ")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _user(args: argparse.Namespace) -> int:
+    from opticlink.api.config import default_data_dir, load_config
+    from opticlink.auth.gate import Gate
+    from opticlink.store import Database
+
+    directory = args.data_dir or (load_config(args.config).data_dir if args.config else default_data_dir())
+    db = Database.open(directory)
+    gate = Gate(db)
+    try:
+        if args.action == "add":
+            talk = [c.strip() for c in args.talk.split(",") if c.strip()]
+            gate.accounts.add(args.name, args.role, _read_password(), talk)
+            gate.audit.record("user_add", user=args.name, detail=f"role {args.role} (command line)")
+            print(f"added {args.name} ({args.role}) to {directory}")
+        elif args.action == "list":
+            for user in gate.accounts.list():
+                talk = ",".join(sorted(user.talk)) or "-"
+                print(f"{user.name}\t{user.role}\ttalk: {'all' if user.role == 'admin' else talk}"
+                      + ("" if user.password_hash else "\t(no password: logs in by one-time link only)"))
+        elif args.action == "set":
+            talk = None if args.talk is None else [c.strip() for c in args.talk.split(",") if c.strip()]
+            gate.accounts.change(args.name, role=args.role, talk=talk)
+            gate.audit.record("user_change", user=args.name,
+                              detail=f"role {args.role or 'kept'}, talk {args.talk if talk is not None else 'kept'}")
+            print(f"changed {args.name}")
+        elif args.action == "remove":
+            gate.accounts.remove(args.name)
+            gate.audit.record("user_remove", user=args.name, detail="command line")
+            print(f"removed {args.name}")
+        elif args.action == "passwd":
+            if db.user(args.name) is None:
+                raise ValueError(f"no user {args.name!r}")
+            gate.accounts.set_password(args.name, _read_password())
+            gate.audit.record("user_passwd", user=args.name, detail="command line")
+            print(f"password set for {args.name}; their sessions have ended")
+        elif args.action == "token":
+            user = db.user(args.name)
+            if user is None:
+                raise ValueError(f"no user {args.name!r}")
+            if args.revoke:
+                if not db.remove_token(user.id, args.label):
+                    raise ValueError(f"{args.name} has no token labelled {args.label!r}")
+                gate.audit.record("token_revoke", user=args.name, detail=args.label)
+                print(f"revoked {args.name}'s {args.label} tokens")
+                return 0
+            print(gate.sessions.create_token(user, args.label))
+            gate.audit.record("token_add", user=args.name, detail=args.label)
+            print(f"(an API token for {args.name}: send it as Authorization: Bearer; it is shown only now)",
+                  file=sys.stderr)
+    finally:
+        db.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo, "talk": _talk}
+    handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo, "talk": _talk,
+                "user": _user}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:

@@ -7,13 +7,15 @@ from pydantic import ValidationError
 from opticlink.api.app import create_app
 from opticlink.api.config import CameraConfig, ServiceConfig, load_config
 from opticlink.api.service import Service
+from tests.auth.helpers import credentials
 
 
 @pytest.fixture
 async def client():
     service = Service(ServiceConfig(cameras=[CameraConfig(id="door", url="rtsp://127.0.0.1:9/none")]))
     app = create_app(service)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1",
+                                 headers=credentials(service).bearer) as c:
         yield c
 
 

@@ -10,6 +10,7 @@ from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.api.service import Service
 from opticlink.sim.faults import Faults
 from opticlink.sim.server import _Connection
+from tests.auth.helpers import credentials
 from tests.conftest import small_camera
 
 
@@ -31,7 +32,7 @@ async def _serve(url, check, *, seconds=8.0, **camera):
     seen = []
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
-                                     base_url="http://test") as client:
+                                     base_url="http://127.0.0.1", headers=credentials(service).bearer) as client:
             for _ in range(int(seconds / 0.05)):
                 seen.append(await _status(client))
                 if check(seen[-1]):

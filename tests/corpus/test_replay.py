@@ -378,3 +378,25 @@ async def test_probe_save_end_to_end(tmp_path, capsys):
     assert b"hunter22" not in raw
     result = replay(load(out))
     assert {f.kind for f in result.frames} == {"video", "audio"}
+
+
+async def test_the_rtsp_exchange_is_kept_as_text_without_the_password(tmp_path):
+    from opticlink.camera.corpus import TrafficRecorder, load
+    from opticlink.camera.probe import probe
+    from opticlink.rtsp.client import ClientConfig
+    from opticlink.sim.server import SimulatorServer
+    from tests.conftest import small_camera
+
+    async with SimulatorServer([small_camera(username="viewer", password="s3cret-pass")], port=0) as sim:
+        config = ClientConfig(sim.url("cam1", credentials=True))
+        recorder = TrafficRecorder.for_config(config)
+        await probe(config, 1.0, recorder=recorder)
+    recorder.save(tmp_path / "c.olc")
+    messages = [e for e in load(tmp_path / "c.olc").rtsp if e["step"] == "message"]
+    sent = [e["text"] for e in messages if e["direction"] == "sent"]
+    received = [e["text"] for e in messages if e["direction"] == "received"]
+    assert any(t.startswith("DESCRIBE ") for t in sent) and any(t.startswith("PLAY ") for t in sent)
+    assert any("401" in t.split("\r\n")[0] for t in received)  # the camera's challenge, and the answer to it
+    assert any("Authorization: REDACTED" in t for t in sent)
+    assert any("m=video" in t for t in received)  # the SDP as the camera sent it
+    assert not any("s3cret-pass" in t for t in sent + received)

@@ -19,6 +19,7 @@ from playwright.async_api import async_playwright
 
 from opticlink.live.chromium import launch
 from opticlink.live.judge import clips, judge, record
+from tests.auth.helpers import credentials, sign_in
 from tests.peers.conftest import gstreamer_server
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
@@ -47,13 +48,15 @@ def address(line: str) -> str:
 
 @contextlib.asynccontextmanager
 async def camera_and_service(tmp_path, *sim_args: str):
-    """`opticlink sim` with one camera and `opticlink serve` for it, each in its own process."""
+    """`opticlink sim` with one camera and `opticlink serve` for it, each in its own process; yields
+    the simulator, its URL, the service's address and credentials (an admin's session and token)."""
     async with process("sim", "--port", "0", "--size", "320x180", *sim_args) as (sim, printed):
         url = address(printed[0])
         config = tmp_path / "cameras.yaml"
-        config.write_text(f"cameras:\n  - id: cam1\n    name: Door\n    url: {url}\n")
+        config.write_text(f"data_dir: {tmp_path}\ncameras:\n  - id: cam1\n    name: Door\n    url: {url}\n")
+        creds = credentials(tmp_path)  # in the database the service opens
         async with process("serve", str(config), "--port", "0") as (_, served):
-            yield sim, url, address(served[0])
+            yield sim, url, address(served[0]), creds
 
 
 @contextlib.asynccontextmanager
@@ -105,8 +108,24 @@ async def test_demo_page_plays_every_camera_with_the_right_clock():
     assert stats["cam3"]["audioCodec"] == "mp4a.40.2" and stats["cam3"]["audioFrames"] > 50
 
 
+async def test_the_page_says_who_is_logged_in_and_logging_out_leaves_it(tmp_path):
+    async with camera_and_service(tmp_path) as (_, _, base, creds), browser_page() as (page, errors):
+        await sign_in(page, base, creds)
+        await page.goto(base)
+        await page.wait_for_function("document.getElementById('user').textContent.length > 0")
+        assert await page.locator("#user").text_content() == f"{creds.name} (admin)"
+        assert await page.locator("#audit").is_visible()
+        await page.wait_for_function("document.querySelector('opticlink-player')?.stats?.framesShown > 10")
+        await page.get_by_role("button", name="Log out").click()
+        await page.wait_for_url("**/login**")
+        await page.goto(base)  # the session is over: back to the login page, not a page of dead players
+        await page.wait_for_url("**/login**")
+    assert errors == []
+
+
 async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
-    async with camera_and_service(tmp_path) as (_, _, base), browser_page() as (page, errors):
+    async with camera_and_service(tmp_path) as (_, _, base, creds), browser_page() as (page, errors):
+        await sign_in(page, base, creds)
         await page.goto(f"{base}/static/bench/live.html?camera=cam1")
         await asyncio.sleep(12)
         stats = await page.evaluate("document.getElementById('player').stats")
@@ -121,7 +140,9 @@ async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
 
 
 async def test_a_page_that_is_not_cross_origin_isolated_plays_its_sound_through_a_message_port(tmp_path):
-    async with camera_and_service(tmp_path) as (_, _, base), browser_page() as (page, errors):
+    async with camera_and_service(tmp_path) as (_, _, base, creds), browser_page() as (page, errors):
+        await sign_in(page, base, creds)
+
         async def without_isolation(route):  # as a page embedding the player elsewhere would be served
             response = await route.fetch()
             headers = {k: v for k, v in response.headers.items() if not k.lower().startswith("cross-origin")}
@@ -139,7 +160,8 @@ async def test_a_page_that_is_not_cross_origin_isolated_plays_its_sound_through_
 
 
 async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):
-    async with camera_and_service(tmp_path) as (sim, url, base), browser_page() as (page, _):
+    async with camera_and_service(tmp_path) as (sim, url, base, creds), browser_page() as (page, _):
+        await sign_in(page, base, creds)
         await page.goto(f"{base}/static/bench/live.html?camera=cam1")
         await asyncio.sleep(5)
         before = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
@@ -154,7 +176,7 @@ async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):
                 after = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
                 if after > during + 50:
                     break
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers=creds.bearer) as client:
                 status = (await client.get(f"{base}/api/cameras/cam1")).json()
     assert before > 50
     assert after > during + 50, (before, during, after)
@@ -162,7 +184,9 @@ async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):
 
 
 async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
-    async with camera_and_service(tmp_path, "--bitrate", "3000000") as (_, _, base), browser_page() as (page, _):
+    async with camera_and_service(tmp_path, "--bitrate", "3000000") as (_, _, base, creds), \
+            browser_page() as (page, _):
+        await sign_in(page, base, creds)
         # a viewer that never reads: the library stops reading once it holds one message, and a small
         # receive buffer (set before connecting) lets the stall reach the server at once
         host, port = base.removeprefix("http://").split(":")
@@ -170,13 +194,13 @@ async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect((host, int(port)))
         slow = await websockets.connect(f"ws://{host}:{port}/api/cameras/cam1/live", sock=sock, max_queue=1,
-                                        max_size=None)
+                                        max_size=None, additional_headers=creds.bearer)
         await page.goto(f"{base}/static/bench/live.html?camera=cam1")
         await asyncio.sleep(4)
         shown_then = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
         await asyncio.sleep(8)
         fast = await page.evaluate("document.getElementById('player').stats")
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(headers=creds.bearer) as client:
             viewers = (await client.get(f"{base}/api/cameras/cam1")).json()["viewers"]
         await slow.close()
     assert fast["framesShown"] - shown_then > 150, fast  # 8 s at 25 fps, minus nothing much
@@ -196,7 +220,9 @@ def frame_number(png: bytes) -> int:
 
 async def test_b_frames_are_shown_in_presentation_order(tmp_path):
     # x264 High profile with two B-frames: frames arrive in decode order, WebCodecs shows them in order
-    async with camera_and_service(tmp_path, "--bframes", "2") as (_, _, base), browser_page() as (page, errors):
+    async with camera_and_service(tmp_path, "--bframes", "2") as (_, _, base, creds), \
+            browser_page() as (page, errors):
+        await sign_in(page, base, creds)
         await page.goto(f"{base}/static/bench/live.html?camera=cam1")
         await page.wait_for_function("document.getElementById('player')?.stats?.framesShown > 25", timeout=30000)
         await page.evaluate("""() => { for (const e of document.getElementById('player').shadowRoot.children)
@@ -218,6 +244,7 @@ async def test_b_frames_are_shown_in_presentation_order(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.judge
 async def test_the_screen_keeps_picture_and_sound_together_as_chromiums_own_player_does(tmp_path):
     # av-drift-detector judges a tab capture: our player on a skewed, jittery camera, then <video>.
     # The capture is the instrument, and on a loaded machine it wanders of its own accord (its
@@ -226,11 +253,12 @@ async def test_the_screen_keeps_picture_and_sound_together_as_chromiums_own_play
     camera_clip, native_clip = clips(tmp_path, 60)
     faults = "audio_skew_ppm=300,jitter_ms=40"
     attempts = []
-    async with (camera_and_service(tmp_path, "--clip", str(camera_clip), "--faults", faults) as (_, _, base),
+    async with (camera_and_service(tmp_path, "--clip", str(camera_clip), "--faults", faults) as (_, _, base, creds),
                 async_playwright() as pw):
         for attempt in range(3):
             browser = await launch(pw, tab_capture=True)
             page = await browser.new_page(viewport={"width": 640, "height": 360})
+            await sign_in(page, base, creds)
             capture = tmp_path / f"judge{attempt}.webm"
             parts = await record(page, base, "cam1", native_clip, [("ours", 22), ("native", 12)], capture)
             await browser.close()
@@ -240,8 +268,10 @@ async def test_the_screen_keeps_picture_and_sound_together_as_chromiums_own_play
             if ours is None or native is None:
                 continue
             # the capture delays the sound by tens of ms for both; a player off by a frame or more stands out
-            if (ours.frames > 250 and parts[0].stats["underruns"] == 0 and abs(ours.mean_ms - native.mean_ms) <= 25
-                    and abs(ours.drift_ms) <= 10 and ours.spread_ms <= 12):  # and it holds: no drift, no wander
+            # and it holds: no drift, and no more wander than the capture shows Chromium's own player with
+            steady = abs(ours.drift_ms) <= 10 and ours.spread_ms <= max(12.0, native.spread_ms + 6.0)
+            if ours.frames > 250 and parts[0].stats["underruns"] == 0 and abs(ours.mean_ms - native.mean_ms) <= 25 \
+                    and steady:
                 return
     pytest.fail(f"no recording judged the player in sync and steady: {attempts}")
 
@@ -250,8 +280,10 @@ async def test_the_screen_keeps_picture_and_sound_together_as_chromiums_own_play
 async def test_hevc_camera_gets_a_clear_message_where_the_browser_cannot_decode_it(tmp_path):
     with gstreamer_server(tmp_path, video="h265", audio="pcmu") as (url, _):
         config = tmp_path / "cameras.yaml"
-        config.write_text(f"cameras:\n  - id: hevc\n    url: {url}\n")
+        config.write_text(f"data_dir: {tmp_path}\ncameras:\n  - id: hevc\n    url: {url}\n")
+        creds = credentials(tmp_path)
         async with process("serve", str(config), "--port", "0") as (_, served), browser_page() as (page, _):
+            await sign_in(page, address(served[0]), creds)
             await page.goto(f"{address(served[0])}/static/bench/live.html?camera=hevc")
             await asyncio.sleep(6)
             stats = await page.evaluate("document.getElementById('player').stats")

@@ -10,6 +10,7 @@ from opticlink.rtsp.client import (
     ClientConfig,
     Closed,
     Described,
+    Exchanged,
     Failed,
     Playing,
     Redirected,
@@ -96,9 +97,11 @@ class ScriptedCamera:
 
 
 def events(client):
+    """What happened, without the log of messages exchanged (`Exchanged`)."""
     out = []
     while (event := client.next_event()) is not None:
-        out.append(event)
+        if not isinstance(event, Exchanged):
+            out.append(event)
     return out
 
 
@@ -273,4 +276,23 @@ def test_any_bytes_from_a_camera_end_in_events_never_exceptions(chunks):
     for i, chunk in enumerate(chunks):
         client.receive_data(chunk, float(i))
     for event in events(client):
-        assert isinstance(event, (Described, Playing, RtpReceived, RtcpReceived, Failed, Closed))
+        assert isinstance(event, (Described, Playing, RtpReceived, RtcpReceived, Failed, Closed, Exchanged))
+
+
+def test_every_control_message_is_told_as_text_with_the_authorization_masked():
+    def describe(request):  # Digest, as cameras ask
+        if "Authorization" in request.headers:
+            return False
+        return RtspResponse(401, "Unauthorized", Headers([("WWW-Authenticate", 'Digest realm="cam", nonce="abc"')]))
+
+    client, _ = start(ClientConfig("rtsp://cam/live", username="admin", password="hunter22"),
+                      handlers={"DESCRIBE": describe})
+    exchanged = []
+    while (event := client.next_event()) is not None:
+        if isinstance(event, Exchanged):
+            exchanged.append(event)
+    sent = [e.text for e in exchanged if e.sent]
+    assert sent[0].startswith("OPTIONS ")
+    assert any(t.startswith("PLAY ") for t in sent) and any("Authorization: REDACTED" in t for t in sent)
+    assert not any("hunter22" in e.text for e in exchanged)
+    assert any(not e.sent and "m=video" in e.text for e in exchanged)  # the description, as the camera sent it

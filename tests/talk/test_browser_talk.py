@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 
 from opticlink.dsp.g711 import decode_g711
+from tests.auth.helpers import credentials, sign_in
 from tests.live.test_player import address, browser_page, process
 
 RATE = 48000
@@ -40,7 +41,9 @@ async def test_pressing_talk_on_the_demo_page_plays_the_microphone_on_the_doorbe
     speakers = tmp_path / "speakers"
     async with process("demo", "--port", "0", "--sim-port", "0", "--backchannel-dir", str(speakers)) as (_, printed), \
             browser_page(f"--use-file-for-fake-audio-capture={microphone}") as (page, errors):
-        await page.goto(address(printed[0]).rstrip("/") + "/?name=Ada")
+        link = address(printed[0])  # the demo's one-time login link: it logs in (as admin) and opens the page
+        base = link.split("/login")[0]
+        await page.goto(link)
         player = page.locator("opticlink-player[camera='cam1']")
         button = player.locator("button.talk-button")
         await page.wait_for_function(
@@ -55,8 +58,9 @@ async def test_pressing_talk_on_the_demo_page_plays_the_microphone_on_the_doorbe
             width = await player.locator(".meter i").evaluate("e => e.style.width")
             meter = max(meter, float(width.rstrip("%") or 0))
         stats = await page.evaluate("document.querySelector(\"opticlink-player[camera='cam1']\").stats")
-        async with httpx.AsyncClient() as client:
-            status = (await client.get(address(printed[0]).rstrip("/") + "/api/cameras/cam1")).json()
+        cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+        async with httpx.AsyncClient(cookies=cookies) as client:
+            status = (await client.get(base + "/api/cameras/cam1")).json()
         await button.click()  # and a click lets go
         await page.wait_for_function(
             "document.querySelector(\"opticlink-player[camera='cam1']\").shadowRoot"
@@ -83,18 +87,21 @@ DENY_MICROPHONE = """navigator.mediaDevices.getUserMedia = () =>
   Promise.reject(new DOMException("Permission denied", "NotAllowedError"));"""
 
 
-async def test_the_talk_button_says_why_talk_is_not_possible():
+async def test_the_talk_button_says_why_talk_is_not_possible(tmp_path):
     from playwright.async_api import async_playwright
 
     from opticlink.live.chromium import launch
 
-    async with process("demo", "--port", "0", "--sim-port", "0") as (_, printed), async_playwright() as pw:
-        base = address(printed[0]).rstrip("/")
+    people = {name: credentials(tmp_path, name, role="operator") for name in ("Ada", "Bob", "Carol")}
+    async with process("demo", "--port", "0", "--sim-port", "0", "--data-dir", str(tmp_path)) as (_, printed), \
+            async_playwright() as pw:
+        base = address(printed[0]).split("/login")[0]
         browser = await launch(pw)
         ada, bob, carol = [await (await browser.new_context()).new_page() for _ in range(3)]
         await carol.context.add_init_script(DENY_MICROPHONE)
         for page, name in ((ada, "Ada"), (bob, "Bob"), (carol, "Carol")):
-            await page.goto(f"{base}/?name={name}")
+            await sign_in(page, base, people[name])  # each their own user: the name others see
+            await page.goto(f"{base}/")
             await page.wait_for_function("document.querySelectorAll('opticlink-player').length === 4")
 
         async def said(page, cam: str, expression: str = MESSAGE) -> str:
@@ -114,3 +121,42 @@ async def test_the_talk_button_says_why_talk_is_not_possible():
         unavailable = await said(bob, "cam4")
         assert unavailable.startswith("talk is unavailable: the camera has no speaker to talk to"), unavailable
         await browser.close()
+
+
+async def test_over_https_the_page_logs_in_is_isolated_and_talks(tmp_path):
+    # off localhost a browser gives the microphone and SharedArrayBuffer only to a secure page
+    from playwright.async_api import async_playwright
+
+    from opticlink.live.chromium import launch
+
+    microphone = tmp_path / "microphone.wav"
+    _bursts(microphone)
+    speakers = tmp_path / "speakers"
+    async with process("demo", "--port", "0", "--sim-port", "0", "--tls", "true", "--data-dir", str(tmp_path),
+                       "--backchannel-dir", str(speakers)) as (_, printed), async_playwright() as pw:
+        link = address(printed[0])
+        assert link.startswith("https://")
+        browser = await launch(pw, extra_args=[f"--use-file-for-fake-audio-capture={microphone}"])
+        context = await browser.new_context(ignore_https_errors=True)  # the self-signed certificate
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(link)  # the one-time link logs in
+        player = page.locator("opticlink-player[camera='cam1']")
+        await page.wait_for_function(
+            "document.querySelector(\"opticlink-player[camera='cam1']\")?.stats?.audioFrames > 10", timeout=30000)
+        isolated = await page.evaluate("crossOriginIsolated && window.isSecureContext")
+        cookie = next(c for c in await context.cookies() if c["name"] == "opticlink_session")
+        await player.locator("button.talk-button").click()
+        await page.wait_for_function(
+            "document.querySelector(\"opticlink-player[camera='cam1']\").shadowRoot"
+            ".querySelector('.talker').textContent === 'you are talking'", timeout=10000)
+        await asyncio.sleep(3)
+        stats = await page.evaluate("document.querySelector(\"opticlink-player[camera='cam1']\").stats")
+        await player.locator("button.talk-button").click()
+        await asyncio.sleep(0.5)
+        await browser.close()
+    assert errors == [] and isolated and cookie["secure"] and cookie["httpOnly"]
+    assert stats["audioTransport"] == "shared ring" and stats["underruns"] <= 1
+    heard = decode_g711((speakers / "cam1.bin").read_bytes(), "pcmu").astype(float) / 32768
+    assert len(heard) >= 2 * 8000 and _tone_share(heard, 8000) > 0.9

@@ -22,6 +22,7 @@ from opticlink.rtsp.client import ClientConfig
 from opticlink.sim.server import SimulatorServer
 from opticlink.talk.encoder import TalkEncoder
 from opticlink.talk.session import TalkBusy, TalkSession
+from tests.auth.helpers import credentials
 from tests.conftest import small_camera
 from tests.peers.conftest import gstreamer_server
 
@@ -106,10 +107,13 @@ async def _service(sim: SimulatorServer, **camera):
     return running(config)
 
 
-def _connect(url: str):  # type: ignore[no-untyped-def]
+def _connect(url: str, service):  # type: ignore[no-untyped-def]
     """A client that reads everything, as a browser does: one that stops reading holds back the
-    server's close reply behind unread video, and closing waits for the close timeout."""
-    return websockets.connect(url, max_queue=None, max_size=None)
+    server's close reply behind unread video, and closing waits for the close timeout. `?name=X` in
+    `url` logs in as operator X (made if need be), allowed to talk to every camera."""
+    url, _, name = url.partition("?name=")
+    creds = credentials(service, name or "tester", role="operator")
+    return websockets.connect(url, additional_headers=creds.bearer, max_queue=None, max_size=None)
 
 
 async def _answer(ws) -> dict:
@@ -123,7 +127,7 @@ async def _answer(ws) -> dict:
 async def test_one_talker_at_a_time_and_live_video_never_stops(caplog):
     async with SimulatorServer([small_camera("cam1")], port=0) as sim, await _service(sim) as (service, base):
         url = base.replace("http", "ws") + "/api/cameras/cam1/live"
-        async with _connect(url + "?name=Alice") as alice, _connect(url + "?name=Bob") as bob:
+        async with _connect(url + "?name=Alice", service) as alice, _connect(url + "?name=Bob", service) as bob:
             video = {"frames": 0}
 
             async def watch() -> None:
@@ -163,7 +167,7 @@ async def test_bad_talk_frames_are_refused_and_logged_and_talk_and_live_survive(
     async with SimulatorServer([small_camera("cam1")], port=0) as sim, await _service(sim) as (service, base):
         url = base.replace("http", "ws") + "/api/cameras/cam1/live?name=Mallory"
         with caplog.at_level(logging.WARNING):
-            async with _connect(url) as ws:
+            async with _connect(url, service) as ws:
                 await ws.send(json.dumps({"type": "talk", "action": "start"}))
                 assert (await _answer(ws))["state"] == "granted"
                 bad = [b"\x03", b"garbage" * 10, encode_talk(1, 44100, bytes(640)), encode_talk(2, 8000, bytes(321)),
@@ -198,9 +202,9 @@ async def test_half_duplex_mutes_the_camera_to_the_talker_alone_while_talking():
         return asyncio.create_task(count())
 
     async with SimulatorServer([small_camera("cam1")], port=0) as sim, \
-            await _service(sim, half_duplex=True) as (_, base):
+            await _service(sim, half_duplex=True) as (service, base):
         url = base.replace("http", "ws") + "/api/cameras/cam1/live"
-        async with _connect(url + "?name=Alice") as alice, _connect(url + "?name=Bob") as bob:
+        async with _connect(url + "?name=Alice", service) as alice, _connect(url + "?name=Bob", service) as bob:
             heard = {"Alice": {"audio": 0, "video": 0}, "Bob": {"audio": 0, "video": 0}}
             await alice.send(json.dumps({"type": "talk", "action": "start"}))
             assert (await _answer(alice))["state"] == "granted"
@@ -256,14 +260,14 @@ async def test_viewers_do_not_hear_the_talkers_echo_from_a_doorbell():
 
     spec = camera("cam1", width=320, height=180, bitrate=300_000, echo=EchoSettings(delay_ms=150, gain_db=-3))
     loop = asyncio.get_running_loop()
-    async with SimulatorServer([spec], port=0) as sim, await _service(sim) as (_, base):
+    async with SimulatorServer([spec], port=0) as sim, await _service(sim) as (service, base):
         raw: list[tuple[float, bytes]] = []  # the camera's microphone, straight from the camera
         direct = CameraSession(ClientConfig(sim.url("cam1")), reconnect=False,
                                on_unit=lambda track, unit: raw.append((loop.time(), unit.data)) if track == 1 else None)
         direct_task = asyncio.create_task(direct.run())
         url = base.replace("http", "ws") + "/api/cameras/cam1/live"
         cleaned: list[tuple[float, bytes]] = []  # what a viewer of the service hears
-        async with _connect(url + "?name=Door") as talker, _connect(url + "?name=Eve") as viewer:
+        async with _connect(url + "?name=Door", service) as talker, _connect(url + "?name=Eve", service) as viewer:
             async def listen() -> None:
                 async for message in viewer:
                     if isinstance(message, bytes) and message[0] == 2 and message[1] == 1:
@@ -289,3 +293,25 @@ async def test_viewers_do_not_hear_the_talkers_echo_from_a_doorbell():
     reduction = 10 * np.log10(_band_power(heard_raw, 8000) / _band_power(heard_clean, 8000))
     print(f"echo reduction {reduction:.1f} dB")
     assert reduction >= 20, f"echo reduced by only {reduction:.1f} dB"
+
+
+async def test_a_speaker_lost_mid_talk_ends_the_talk_with_the_reason_for_every_viewer():
+    async with SimulatorServer([small_camera("cam1")], port=0) as sim, await _service(sim) as (service, base):
+        url = base.replace("http", "ws") + "/api/cameras/cam1/live"
+        async with _connect(url + "?name=Alice", service) as alice, _connect(url + "?name=Bob", service) as bob:
+            await alice.send(json.dumps({"type": "talk", "action": "start"}))
+            assert (await _answer(alice))["state"] == "granted"
+            backchannel = sim.latest_session("cam1")  # the talk session's own connection, opened last
+            assert backchannel is not None and backchannel.backchannel_track is not None
+            backchannel.connection.abort()  # the camera drops it (a crash, a reboot of its audio)
+
+            async def told(ws) -> dict:  # type: ignore[no-untyped-def]
+                while True:
+                    message = await asyncio.wait_for(ws.recv(), 5)
+                    if isinstance(message, str) and json.loads(message).get("state") == "error":
+                        return json.loads(message)
+
+            for ws in (alice, bob):
+                said = await told(ws)
+                assert said["talking"] is None and "speaker was lost" in said["reason"], said
+            assert service.cameras["cam1"].talk.talker is None  # type: ignore[union-attr]

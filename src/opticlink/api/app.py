@@ -1,21 +1,36 @@
-"""The FastAPI application: player files, camera status, live WebSockets, metrics.
+"""The FastAPI application: player files, camera status, live WebSockets, metrics, login.
 
 Every response carries COOP/COEP headers, so the player page is cross-origin isolated and may
 share memory (SharedArrayBuffer) between its Worker and its AudioWorklet.
+
+Access: `AccessControl` (below) stands in front of every route, so a new route cannot be left
+open by mistake. It refuses a Host the service is not named by (DNS rebinding), a browser page of
+another origin (WebSocket, and any request that changes something), and anyone without a session
+cookie or a bearer token, except on `PUBLIC` paths (the health check, login and logout). What a
+role may do is checked in the routes (`_admin`) and, for talk, per camera (`Principal.talk_refusal`).
 """
 
 from __future__ import annotations
 
+import html
+import json
+import time
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request, WebSocket
-from fastapi.responses import FileResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opticlink.api.service import Service
+from opticlink.auth.gate import Gate, LoginRefused
+from opticlink.auth.roles import Principal
+from opticlink.auth.sessions import COOKIE
 from opticlink.live.websocket import serve_viewer
 
 WEB_DIR = Path(str(resources.files("opticlink") / "web"))
@@ -24,10 +39,104 @@ ISOLATION = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+PUBLIC = frozenset({"/healthz", "/login", "/logout"})  # the only paths served without credentials
+PAGES = frozenset({"/", "/audit"})  # sent to the login page instead of a 401
+PRINCIPAL = "opticlink.principal"  # the scope key AccessControl leaves the request's Principal under
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_LOGIN_BODY = 8192  # bytes: a name and a password
+
+
+class AccessControl:
+    """ASGI middleware: Host, Origin and credentials for every HTTP request and WebSocket."""
+
+    def __init__(self, app: ASGIApp, gate: Gate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host, origin = headers.get("host"), headers.get("origin")
+        policy = self.gate.policy
+        if scope["type"] == "websocket":
+            refusal = None
+            if not policy.host_allowed(host):
+                refusal = 4403, "this service is not reached by that host name (add it to hosts: in the config)"
+            elif not policy.origin_allowed(origin, host):
+                refusal = 4403, "a page of another origin may not open this WebSocket"
+            else:
+                who = self.gate.identify(headers)
+                if who is None:
+                    refusal = 4401, "log in first"
+            if refusal is not None:
+                # accepted, then closed: a browser shows the code and reason, not a bare 1006
+                socket = WebSocket(scope, receive, send)
+                await socket.accept()
+                await socket.close(code=refusal[0], reason=refusal[1])
+                return
+            scope[PRINCIPAL] = who
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        if not policy.host_allowed(host):
+            response: Response = JSONResponse({"detail": "this service is not reached by that host name "
+                                                         "(add it to hosts: in the config)"}, 421)
+        elif method in UNSAFE and not policy.origin_allowed(origin, host):
+            response = JSONResponse({"detail": "a page of another origin may not do this"}, 403)
+        else:
+            who = self.gate.identify(headers)
+            if who is not None or path in PUBLIC:
+                scope[PRINCIPAL] = who
+                await self.app(scope, receive, send)
+                return
+            if path in PAGES and method == "GET":
+                response = RedirectResponse("/login" if path == "/" else f"/login?next={path}", 303)
+            else:
+                response = JSONResponse({"detail": "log in first (session cookie or Authorization: Bearer token)"},
+                                        401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def _principal(request: Request) -> Principal:
+    who = request.scope.get(PRINCIPAL)
+    if who is None:
+        raise HTTPException(401, "log in first")
+    return who
+
+
+def _admin(request: Request) -> Principal:
+    who = _principal(request)
+    if not who.is_admin:
+        raise HTTPException(403, "admins only")
+    return who
+
+
+Caller = Annotated[Principal, Depends(_principal)]
+Admin = Annotated[Principal, Depends(_admin)]
+
+
+def _address(request: Request | WebSocket) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _login_page(message: str | None = None, status: int = 200) -> HTMLResponse:
+    page = (WEB_DIR / "login.html").read_text()
+    if message:
+        page = page.replace("<!--message-->", f'<p class="error" role="alert">{html.escape(message)}</p>')
+    return HTMLResponse(page, status)
+
+
+def _next(value: str | None) -> str:
+    """Where to go after logging in: a path on this service only (never `//host`, an open redirect)."""
+    return value if value and value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
 
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="OpticLink", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    gate = service.gate
+    app.add_middleware(AccessControl, gate=gate)  # added first: inside `isolate`, so refusals are isolated too
     registry = CollectorRegistry()
     viewers = Gauge("opticlink_viewers", "live viewers", ["camera"], registry=registry)
     frames = Gauge("opticlink_frames_total", "frames published", ["camera"], registry=registry)
@@ -41,6 +150,9 @@ def create_app(service: Service) -> FastAPI:
         response.headers.update(ISOLATION)
         if request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-cache"
+        elif "Cache-Control" not in response.headers:
+            # pages and answers for a logged-in user: a shared or back-button copy would outlive the logout
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
@@ -48,6 +160,82 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness, without credentials: says only that the service answers."""
+        return {"status": "ok"}
+
+    def _logged_in(request: Request, who: Principal, secret: str, to: str, as_json: bool) -> Response:
+        response: Response = (JSONResponse({"user": who.name, "role": who.role.value}) if as_json
+                              else RedirectResponse(to, 303))
+        response.set_cookie(COOKIE, secret, max_age=int(gate.sessions.policy.absolute), path="/", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request, token: str | None = None, next: str | None = None) -> Response:
+        """The login form; with `?token=` (a one-time link printed at start) logs in and goes to the page."""
+        if token is None:
+            return _login_page()
+        try:
+            who, secret = gate.log_in_with_link(token, _address(request))
+        except LoginRefused as refused:
+            return _login_page(refused.reason, refused.status)
+        return _logged_in(request, who, secret, _next(next), False)
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        """Log in with `name` and `password` (a form, or JSON); sets the session cookie. 401 when wrong,
+        429 after too many failures from one address."""
+        body = await request.body()
+        as_json = request.headers.get("content-type", "").startswith("application/json")
+        fields: dict[str, str] = {}
+        if len(body) <= MAX_LOGIN_BODY:
+            try:
+                if as_json:
+                    data = json.loads(body)
+                    fields = {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+                else:
+                    fields = {k: v[0] for k, v in parse_qs(body.decode(), max_num_fields=8).items()}
+            except (ValueError, RecursionError):
+                fields = {}
+        try:
+            who, secret = await gate.log_in(fields.get("name", ""), fields.get("password", ""), _address(request))
+        except LoginRefused as refused:
+            headers = {"Retry-After": str(int(refused.retry_after) + 1)} if refused.status == 429 else None
+            if as_json:
+                return JSONResponse({"detail": refused.reason}, refused.status, headers=headers)
+            page = _login_page(refused.reason, refused.status)
+            page.headers.update(headers or {})
+            return page
+        return _logged_in(request, who, secret, _next(fields.get("next")), as_json)
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        """End this session (its cookie is cleared) and go to the login page."""
+        gate.log_out(request.headers.get("cookie"), request.scope.get(PRINCIPAL), _address(request))
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @app.get("/api/me")
+    async def me(who: Caller) -> dict[str, object]:
+        """Who this request acts for: name, role, and the cameras they may talk to."""
+        talk = [c for c in service.cameras if who.talk_refusal(c) is None]
+        return {"name": who.name, "role": who.role.value, "talk": talk}
+
+    @app.get("/api/audit")
+    async def audit_log(_: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                        before: int | None = None) -> list[dict[str, object]]:
+        """The audit log, newest first (admins only): logins, watching, talking. `before`: an entry's id."""
+        return [{"id": row.id, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row.at)), "user": row.user,
+                 "address": row.address, "action": row.action, "camera": row.camera, "detail": row.detail,
+                 "ok": row.ok} for row in gate.db.audit(limit, before)]
+
+    @app.get("/audit", include_in_schema=False)
+    async def audit_page(_: Admin) -> FileResponse:
+        return FileResponse(WEB_DIR / "audit.html")
 
     @app.get("/api/cameras")
     async def cameras() -> list[dict[str, object]]:
@@ -68,7 +256,7 @@ def create_app(service: Service) -> FastAPI:
                 "max_ms": float(ms.max())}
 
     @app.delete("/api/hub/latency", status_code=204)
-    async def reset_hub_latency() -> Response:
+    async def reset_hub_latency(_: Admin) -> Response:
         for runtime in service.cameras.values():
             runtime.hub.latencies.clear()
         return Response(status_code=204)
@@ -85,12 +273,21 @@ def create_app(service: Service) -> FastAPI:
 
     @app.websocket("/api/cameras/{camera}/live")
     async def live(websocket: WebSocket, camera: str) -> None:
+        who: Principal = websocket.scope[PRINCIPAL]
         runtime = service.cameras.get(camera)
         if runtime is None:
-            await websocket.close(code=4404, reason=f"no camera {camera!r}")
+            await websocket.accept()  # then closed with a code the page can read, not a bare 403
+            await websocket.close(code=4404, reason=f"no camera {camera[:64]!r}")
             return
-        await serve_viewer(websocket, runtime.hub, runtime.talk, half_duplex=runtime.config.half_duplex,
-                           talk_unavailable=None if runtime.config.talkback else "talkback is off for this camera")
+        address = _address(websocket)
+
+        def event(action: str) -> None:
+            gate.audit.record(action, user=who.name, address=address, camera=camera)
+
+        await serve_viewer(websocket, runtime.hub, runtime.talk, user=who.name,
+                           half_duplex=runtime.config.half_duplex,
+                           talk_unavailable=None if runtime.config.talkback else "talkback is off for this camera",
+                           talk_refusal=who.talk_refusal(camera), on_event=event)
 
     return app
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 
 class CameraConfig(BaseModel):
@@ -19,6 +20,7 @@ class CameraConfig(BaseModel):
     password: str | None = None
     transport: Literal["auto", "tcp", "udp", "tcp,udp", "udp,tcp"] = "auto"  # auto: TCP, falling back to UDP
     udp_any_port: bool = False  # over UDP, take the camera's packets from any port, not only its server_port
+    basic_auth: bool = False  # answer Basic (the password in clear text) only on a link you trust; else Digest only
     audio_offset_ms: float = Field(0.0, ge=-2000, le=2000)  # positive delays the camera's sound
     live_audio: bool = True  # send the camera's audio to live viewers
     record_audio: bool = True  # keep audio in recordings
@@ -32,13 +34,46 @@ class CameraConfig(BaseModel):
         return self.name or self.id
 
 
+def default_data_dir() -> Path:
+    """Where the service keeps its state (database, TLS certificate): $OPTICLINK_DATA_DIR, else
+    $XDG_DATA_HOME/opticlink, else ~/.local/share/opticlink."""
+    if os.environ.get("OPTICLINK_DATA_DIR"):
+        return Path(os.environ["OPTICLINK_DATA_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser() / "opticlink"
+
+
 class ServiceConfig(BaseModel):
     cameras: list[CameraConfig] = Field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)  # database, self-signed certificate; relative to the YAML
+    tls: bool | Literal["auto"] = "auto"  # HTTPS: auto = when host is not a loopback address (browsers need it
+    # for the microphone and SharedArrayBuffer off localhost); true also on loopback; false never
+    tls_cert: Path | None = None  # your certificate (PEM, chain after it), else a self-signed one in data_dir
+    tls_key: Path | None = None  # its private key (PEM, unencrypted)
+    database: Literal["file", "memory"] = "memory"  # file: data_dir/opticlink.db (what `serve` uses); memory:
+    #                                                 gone at exit (the demo's, and a service built in code)
+    hosts: list[str] = Field(default_factory=list)  # names the service is reached by, beyond localhost, the listen
+    #                                 address and IP literals; a request naming another host is refused (DNS rebinding)
+    origins: list[str] = Field(default_factory=list)  # other page origins allowed to open the live WebSocket
+    session_idle_minutes: float = Field(720.0, gt=0)  # a login ends after this long without a request (12 h)
+    session_max_hours: float = Field(168.0, gt=0)  # ... and this long after it began, regardless (7 days)
+
+    @model_validator(mode="after")
+    def _paths(self, info: ValidationInfo) -> ServiceConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        base = (info.context or {}).get("base")  # the YAML's folder: relative paths are relative to it
+        for name in ("data_dir", "tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None:
+                value = value.expanduser()
+                setattr(self, name, base / value if base is not None and not value.is_absolute() else value)
+        return self
 
 
 def load_config(path: str | Path) -> ServiceConfig:
     """Read a YAML file: `cameras: [{id, name, url, ...}]` and optional `host`, `port`."""
     data = yaml.safe_load(Path(path).read_text()) or {}
-    return ServiceConfig.model_validate(data)
+    data.setdefault("database", "file")  # a configured service keeps its users
+    return ServiceConfig.model_validate(data, context={"base": Path(path).resolve().parent})

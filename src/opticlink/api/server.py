@@ -12,6 +12,7 @@ import uvicorn
 from opticlink.api.app import create_app
 from opticlink.api.config import ServiceConfig
 from opticlink.api.service import Service
+from opticlink.auth.certificate import TlsFiles, self_signed, user_certificate, wants_tls
 
 SEND_BUFFER = 256 * 1024  # bytes the kernel may hold for one viewer; beyond it the hub decides what to drop
 
@@ -30,11 +31,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def tls_files(config: ServiceConfig) -> TlsFiles | None:
+    """The certificate to serve HTTPS with, or None for HTTP: the user's, else our self-signed one."""
+    if not wants_tls(config.tls, config.host):
+        return None
+    if config.tls_cert is not None and config.tls_key is not None:
+        return user_certificate(config.tls_cert, config.tls_key)
+    return self_signed(config.data_dir, config.host, extra=config.hosts)  # also the names it is reached by
+
+
 @contextlib.asynccontextmanager
-async def running(config: ServiceConfig) -> AsyncIterator[tuple[Service, str]]:
+async def running(config: ServiceConfig, tls: TlsFiles | None = None) -> AsyncIterator[tuple[Service, str]]:
     """Start the service and its web server; yields the service and its base URL.
 
+    HTTPS with `tls`, else with `tls_files(config)` (None: HTTP on loopback unless the config says `tls: true`).
     The server handles SIGINT and SIGTERM by shutting down; `wait_stopped(service)` returns then."""
+    tls = tls or tls_files(config)
     service = Service(config)
     await service.start()
     sock = listening_socket(config.host, config.port)
@@ -44,7 +56,8 @@ async def running(config: ServiceConfig) -> AsyncIterator[tuple[Service, str]]:
                                            ws_max_size=1 << 20,
                                            # video and G.711 do not compress: deflate would only cost
                                            # every viewer CPU and latency
-                                           ws_per_message_deflate=False))
+                                           ws_per_message_deflate=False,
+                                           ssl_certfile=tls and str(tls.cert), ssl_keyfile=tls and str(tls.key)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     service.server_task = task
     try:
@@ -52,7 +65,8 @@ async def running(config: ServiceConfig) -> AsyncIterator[tuple[Service, str]]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        yield service, f"http://{config.host}:{port}"
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        yield service, f"{'https' if tls else 'http'}://{host}:{port}"
     finally:
         await service.stop()  # viewers are released first, so their handlers end on their own
         await asyncio.sleep(0.05)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 
 from opticlink.api.config import CameraConfig, ServiceConfig
+from opticlink.auth.gate import Gate
+from opticlink.auth.policy import RequestPolicy
+from opticlink.auth.redact import install_log_redaction, redact
+from opticlink.auth.sessions import SessionPolicy
 from opticlink.camera.session import CameraSession
 from opticlink.hub import CameraHub
+from opticlink.live.websocket import talker_name
 from opticlink.rtsp.client import ClientConfig
+from opticlink.store import Database
 from opticlink.talk.return_path import ReturnPath
 from opticlink.talk.session import TalkSession
 
@@ -33,7 +42,9 @@ class CameraRuntime:
         out: dict[str, object] = {
             "id": self.config.id, "name": self.config.title, "state": session.state,
             "connects": session.connects,
-            "error": str(session.last_error) if session.last_error and not playing else None,
+            "error": redact(str(session.last_error), [self.config.password, urlsplit(self.config.url).password])
+            if session.last_error and not playing else None,
+            "problems": session.problems() + self.hub.problems(),  # what is wrong with what a playing camera sends
             "transport": connection.transport if connection is not None else None,  # tcp or udp, used or tried
             "transport_requested": self.config.transport,
             "fallbacks": list(connection.fallbacks) if connection is not None else [],
@@ -55,7 +66,8 @@ class CameraRuntime:
     def _talk_status(self, talk: TalkSession) -> dict[str, object]:
         pacer = talk.pacer
         out: dict[str, object] = {
-            "talking": talk.talker, "open": talk.open, "opens": talk.opens, "packets": talk.packets_sent,
+            "talking": talker_name(talk.talker), "open": talk.open, "opens": talk.opens,
+            "packets": talk.packets_sent,
             "frames_rejected": talk.frames_rejected, "frames_dropped": talk.frames_dropped,
             "talkspurt_skips": pacer.skips if pacer is not None else 0, "latency": talk.latency_stats(),
         }
@@ -86,28 +98,49 @@ def _publisher(hub: CameraHub, return_path: ReturnPath | None):  # type: ignore[
     return publish
 
 
+def _announce_lost(hub: CameraHub) -> Callable[[str], None]:
+    """Tell every viewer that the camera's speaker went away: the talker's talk ends with the reason."""
+    def lost(reason: str) -> None:
+        message = {"type": "talk", "talking": None, "state": "error",
+                   "reason": f"the camera's speaker was lost: {reason}"}
+        hub.broadcast(json.dumps(message), asyncio.get_running_loop().time())
+
+    return lost
+
+
 class Service:
     """Every configured camera's session and hub; `start()` sets the sessions going, each one
     reconnecting by itself with backoff."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, database: Database | None = None) -> None:
         self.config = config
+        self.database = database or Database.open(config.data_dir if config.database == "file" else None)
+        self.gate = Gate(self.database,
+                         policy=RequestPolicy(config.hosts, config.host, config.origins),
+                         sessions=SessionPolicy(idle=config.session_idle_minutes * 60,
+                                                absolute=config.session_max_hours * 3600))
         self.cameras: dict[str, CameraRuntime] = {}
         self.server_task: asyncio.Task[None] | None = None  # the web server serving this service
         for camera in config.cameras:
             hub = CameraHub(camera.id, camera.title, audio=camera.live_audio)
             client = ClientConfig(camera.url, username=camera.username, password=camera.password,
-                                  transport=camera.transport, udp_any_port=camera.udp_any_port)
+                                  transport=camera.transport, udp_any_port=camera.udp_any_port,
+                                  basic_auth=camera.basic_auth)
             session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
             return_path = ReturnPath(lambda session=session: session.epoch) if camera.talkback else None
             session.on_frame = _publisher(hub, return_path)
             talk = (TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
                                 keep_open=camera.keep_backchannel_open,
-                                on_sent=return_path.far if return_path is not None else None)
+                                on_sent=return_path.far if return_path is not None else None,
+                                on_lost=_announce_lost(hub))
                     if camera.talkback else None)
             self.cameras[camera.id] = CameraRuntime(camera, hub, session, talk, return_path)
 
     async def start(self) -> None:
+        # no camera password in any log line, whoever writes it (the RTSP layer quotes URLs and answers)
+        install_log_redaction(secret for camera in self.config.cameras
+                              for secret in (camera.password, urlsplit(camera.url).password))
+        self.gate.sessions.purge()  # sessions that expired while the service was down
         loop = asyncio.get_running_loop()
         for runtime in self.cameras.values():
             runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")

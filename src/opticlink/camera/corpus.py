@@ -8,9 +8,10 @@ and `replay()` passes it through the same receive path a live `CameraSession` us
 (`CameraIngest` → `SyncEngine`, with `on_play` from the saved RTP-Info and Range) and returns
 the frames, so a user's bug report becomes a test.
 
-The RTSP messages themselves are not kept raw (the client core does not hand them out): the
-parsed pieces are, as `rtsp` entries (what was described, set up and played, with the answers'
-RTP-Info, Range and Transport), and the description as the client parsed it, serialized again.
+The RTSP exchange is kept as `rtsp` entries: each control message of the set-up as text (the
+client's `Exchanged` events, at most `MAX_MESSAGES`), and the parsed steps (what was described,
+set up and played, with the answers' RTP-Info, Range and Transport), and the description as the
+client parsed it, serialized again.
 No password is ever written: URL user information becomes `REDACTED`, `Authorization` values
 are never kept, and `save()` refuses a header that still holds one of the recorder's secrets.
 
@@ -45,6 +46,7 @@ from opticlink.rtsp.client import (
     ClientConfig,
     Described,
     Event,
+    Exchanged,
     Failed,
     Playing,
     RtcpReceived,
@@ -68,6 +70,7 @@ MAX_BYTES = 20 * 1024 * 1024  # payload bytes of all packets
 MAX_PACKETS = 200_000  # a minute of even tiny packets (3 000 a second)
 MAX_HEADER = 1024 * 1024  # the JSON header: description, setup, play
 MAX_TRACKS = 32
+MAX_MESSAGES = 48  # RTSP messages kept: the set-up of a dozen tracks twice over, and some keepalives
 _RECORD = struct.Struct(">BBIH")
 _MAX_RAW = len(MAGIC) + 4 + MAX_HEADER + MAX_PACKETS * _RECORD.size + MAX_BYTES  # decompressed bound
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s\"]*@")
@@ -172,6 +175,7 @@ class TrafficRecorder:
         self.range: dict[str, float | None] | None = None
         self.transport = "tcp"
         self.rtsp: list[tuple[float, dict[str, Any]]] = []  # (when, entry) of each step
+        self._messages = 0  # RTSP messages kept in `rtsp`
         self.packets: list[Packet] = []
         self.bytes = 0
         self.truncated: str | None = None
@@ -211,6 +215,10 @@ class TrafficRecorder:
             self.rtsp.append((now, {"step": "backchannel", "reason": redact_text(event.reason)}))
         elif isinstance(event, Failed):
             self.rtsp.append((now, {"step": event.error.step, "error": redact_text(str(event.error))}))
+        elif isinstance(event, Exchanged) and self._messages < MAX_MESSAGES and not self.packets:  # the set-up
+            self._messages += 1
+            self.rtsp.append((event.now, {"step": "message", "direction": "sent" if event.sent else "received",
+                                          "text": redact_text(event.text)}))
 
     def _on_playing(self, event: Playing, now: float) -> None:
         if self.packets:  # a second PLAY (reconnected): the corpus is the first session

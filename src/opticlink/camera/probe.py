@@ -12,7 +12,7 @@ from opticlink.camera.corpus import TrafficRecorder
 from opticlink.camera.ingest import TrackState
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
-from opticlink.rtsp.client import ClientConfig, Event, MediaState
+from opticlink.rtsp.client import ClientConfig, Event, MediaState, redact_url, split_url
 from opticlink.sync.reports import SenderReportInfo
 
 
@@ -97,7 +97,7 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
                 recorder: TrafficRecorder | None = None) -> ProbeReport:
     """Play a camera for `seconds` and report its tracks, reception and backchannel; a `recorder`
     is fed every client event (what the camera sent, for `--save`)."""
-    report = ProbeReport(config.url, config.transport, seconds, config.transport,
+    report = ProbeReport(redact_url(config.url), config.transport, seconds, config.transport,
                          backchannel_requested=config.backchannel)
     session = CameraSession(config, name="probe", reconnect=False, on_frame=lambda frame: None)
     loop = asyncio.get_running_loop()
@@ -125,7 +125,7 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
         if task.done():
             task.result()
     except RtspError as exc:
-        report.error = str(exc)
+        report.error = _without_secrets(str(exc), config)
     finally:
         sync = session.sync_stats()
         report.sync = asdict(sync) if sync is not None else None
@@ -152,6 +152,19 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
     elif config.backchannel:
         report.backchannel = f"unavailable: {session.backchannel_note or 'not offered'}"
     return report
+
+
+def _without_secrets(text: str, config: ClientConfig) -> str:
+    """`text` with the config's password (given apart or in the URL) and any URL's user information
+    replaced by `***`: a camera can echo what it was sent into an answer we quote."""
+    secrets = [config.password or ""]
+    with contextlib.suppress(ValueError):
+        creds = split_url(config.url)[1]
+        secrets.append(creds.password if creds is not None else "")
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))
 
 
 def format_report(report: ProbeReport) -> str:

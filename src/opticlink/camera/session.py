@@ -3,8 +3,9 @@
 Owns the loop's clock and timers for the sans-IO `CameraIngest`, `SyncEngine` and (optionally)
 `FrameMerger`. Access units go to `on_unit` and timed frames to `on_frame` as they are produced.
 The timeline's epoch is the session's start and survives reconnects, so presentation times run
-on across them. A camera that fails or vanishes is reconnected with exponential backoff (0.5 s
-doubling to 30 s, reset after a session that played for a minute).
+on across them. A camera that fails or vanishes is reconnected with jittered exponential backoff
+(0.5 s doubling to `BACKOFF_MAX`, reset by every successful PLAY), so it plays again within about
+2 s of coming back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from typing import Literal
 
@@ -27,9 +29,10 @@ from opticlink.rtsp.client import (
     RtcpReceived,
     RtpReceived,
     Track,
+    redact_url,
 )
 from opticlink.sync import FrameMerger, MediaFrame, SyncEngine, SyncStats
-from opticlink.sync.engine import TrackInfo
+from opticlink.sync.engine import MAX_PENDING_SOURCES, TrackInfo
 from opticlink.sync.reports import SenderReportInfo
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,14 @@ class CameraSession:
     """Connects to a camera and keeps its live tracks flowing to `on_unit`."""
 
     BACKOFF_MIN = 0.5
-    BACKOFF_MAX = 30.0
+    # The longest wait between attempts. A camera that comes back (a reboot, a restarted encoder)
+    # must play again within 2 s: an attempt at most 1.5 s later, plus connect, DESCRIBE, SETUP and
+    # PLAY. Trying an absent camera every 1.5 s costs one refused connection (or one connect
+    # timeout); repeated failures are logged only when their reason changes.
+    BACKOFF_MAX = 1.5
+    # Each wait is drawn from [1 - BACKOFF_JITTER, 1] of the backoff, so cameras that failed together
+    # (a switch that rebooted) do not all retry in the same instant.
+    BACKOFF_JITTER = 0.5
 
     def __init__(
         self,
@@ -77,6 +87,7 @@ class CameraSession:
         self.last_error: RtspError | None = None
         self.backchannel_note: str | None = None
         self.connects = 0
+        self.foreign_reports: dict[int, int] = {}  # per track: Sender Reports of another SSRC than its RTP's
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopping = False
@@ -90,6 +101,22 @@ class CameraSession:
     async def wait_playing(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._playing.wait(), timeout)
 
+    def problems(self) -> list[str]:
+        """What is wrong with what the camera sends while it plays (units dropped, and why), per track."""
+        if self.ingest is None:
+            return []
+        out = []
+        if self.client is not None and (unrouted := self.client.connection.frames_unrouted):
+            out.append(f"{unrouted} interleaved frames on channels no track was set up on (dropped)")
+        if self.ingest.malformed_rtcp:
+            out.append(f"{self.ingest.malformed_rtcp} malformed RTCP packets (dropped)")
+        out += [f"track {index} ({state.track.kind}): {problem}" for index, state in self.ingest.states.items()
+                if (problem := state.receiver.depacketizer.problem) is not None]
+        out += [f"track {index}: {count} Sender Reports from other sources than its RTP's (SSRC churn); "
+                f"at most {MAX_PENDING_SOURCES} such sources are kept"
+                for index, count in sorted(self.foreign_reports.items()) if count > MAX_PENDING_SOURCES]
+        return out
+
     def sync_stats(self) -> SyncStats | None:
         return self.engine.stats() if self.engine is not None else None
 
@@ -99,15 +126,27 @@ class CameraSession:
         if self.epoch is None:
             self.epoch = self._loop.time()
         backoff = self.BACKOFF_MIN
+        logged: str | None = None
         while not self._stopping:
             self.state = "connecting"
-            client = RtspClient(self.config, self._on_event)
+            try:
+                client = RtspClient(self.config, self._on_event)
+            except ValueError as exc:  # a URL that can never work: say so and stop trying
+                self.last_error = RtspError("url", f"{exc} (camera URL {redact_url(self.config.url)})")
+                self.state = "stopped"
+                log.error("camera %s: %s", self.name, self.last_error)
+                if not self.reconnect:
+                    raise self.last_error from None
+                return
             self.client = client
-            started = self._loop.time()
             try:
                 await client.start()
                 self.connects += 1
                 self.last_error = None  # playing again: the failure before is over
+                backoff = self.BACKOFF_MIN
+                if logged is not None:
+                    log.info("camera %s: playing again", self.name)
+                logged = None
                 error = await client.wait_closed()
             except RtspError as exc:
                 error = exc
@@ -127,11 +166,16 @@ class CameraSession:
                     log.warning("camera %s: %s", self.name, error)
                     raise error
                 return
-            if self._loop.time() - started > 60:
-                backoff = self.BACKOFF_MIN
-            log.warning("camera %s: %s; reconnecting in %.1f s", self.name, error or "session ended", backoff)
+            reason = str(error or "session ended")
+            delay = random.uniform(backoff * (1 - self.BACKOFF_JITTER), backoff)
+            if reason != logged:
+                log.warning("camera %s: %s; reconnecting (every %.1f s at most)", self.name, reason,
+                            self.BACKOFF_MAX)
+                logged = reason
+            else:
+                log.debug("camera %s: %s; reconnecting in %.2f s", self.name, reason, delay)
             self.state = "retrying"
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(delay)
             backoff = min(self.BACKOFF_MAX, backoff * 2)
         self.state = "stopped"
 
@@ -177,12 +221,16 @@ class CameraSession:
         elif isinstance(event, RtcpReceived):
             if ingest is not None:
                 for info in ingest.on_rtcp(event.track, event.data, event.now):
+                    ssrc = ingest.states[info.track].receiver.ssrc
+                    if ssrc is not None and info.ssrc != ssrc:
+                        self.foreign_reports[info.track] = self.foreign_reports.get(info.track, 0) + 1
                     self.on_sender_report(info)
                     if self.engine is not None:
                         self.engine.push_sender_report(info)
                 self._after_input(event.now)
         elif isinstance(event, Playing):
             self.tracks = event.tracks
+            self.foreign_reports = {}
             self.ingest = CameraIngest(event.tracks, jitter_wait=self.jitter_wait)
             live = [t for t in event.tracks if not t.backchannel]
             assert self.epoch is not None

@@ -18,6 +18,14 @@ from opticlink.live.protocol import encode_config, encode_frame, track_descripti
 from opticlink.rtp.formats import CodecConfig
 from opticlink.sync.frame import MediaFrame
 
+# The group of pictures kept for a new viewer (from the latest keyframe on) is dropped past either
+# cap, until the next keyframe: the viewer then waits for that keyframe instead. Cameras send a
+# keyframe every 1-4 s, "smart codec" modes up to 10 s; 10 s of a 4K stream at 12 Mbit/s is 15 MB and
+# 300 frames at 30 fps. Twice that is kept; a camera that sends one keyframe and then none would
+# otherwise grow the cache for as long as it plays.
+MAX_GOP_BYTES = 32 << 20
+MAX_GOP_FRAMES = 600
+
 
 @dataclass(slots=True)
 class Message:
@@ -109,8 +117,22 @@ class CameraHub:
         self._configs: dict[int, tuple[str, CodecConfig]] = {}
         self._config_message: bytes | None = None
         self._gop: list[Message] = []
+        self._gop_bytes = 0
+        self.gop_overflows = 0  # times the cache passed a cap and was dropped until the next keyframe
         self._video_track: int | None = None
         self.latencies: deque[float] = deque(maxlen=200_000)  # seconds from publish to socket write
+
+    @property
+    def gop_bytes(self) -> int:
+        """Bytes of the cached group of pictures (at most `MAX_GOP_BYTES`)."""
+        return self._gop_bytes
+
+    def problems(self) -> list[str]:
+        """What is wrong with the camera's picture stream as the hub sees it."""
+        if not self.gop_overflows:
+            return []
+        return [f"no keyframe for over {MAX_GOP_FRAMES} frames or {MAX_GOP_BYTES >> 20} MiB "
+                f"({self.gop_overflows} times): new viewers wait for the next keyframe"]
 
     @property
     def config_message(self) -> bytes | None:
@@ -136,8 +158,14 @@ class CameraHub:
                 self._video_track = frame.track
             if frame.keyframe:
                 self._gop = [message]
+                self._gop_bytes = len(message.data)
             elif self._gop:
+                self._gop_bytes += len(message.data)
                 self._gop.append(message)
+                if self._gop_bytes > MAX_GOP_BYTES or len(self._gop) > MAX_GOP_FRAMES:
+                    self._gop = []
+                    self._gop_bytes = 0
+                    self.gop_overflows += 1
         for viewer in self.viewers:
             viewer.offer(message, now)
 

@@ -3,6 +3,11 @@
 What the viewer sends back is talk: JSON control (start, stop) and binary talk frames, each
 checked; a malformed or oversized frame is refused and logged (rate-limited), and neither the
 talk session nor the live view suffers from it.
+
+Who the viewer is was settled before (the service's auth): `user` is their name, `talk_refusal`
+why they may not talk to this camera, if so. Talk is owned by the connection, not the name: the
+talk session's talker is `user#n`, unique to this WebSocket, so another connection of the same user
+can neither stop nor feed it; everyone is shown the user name (`talker_name`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
@@ -27,19 +33,30 @@ MAX_TALK_BYTES = 65536
 _numbers = itertools.count(1)
 
 
-async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession | None = None, *,
-                       half_duplex: bool = False, talk_unavailable: str | None = None) -> None:
+Event = Callable[[str], None]  # "watch_start", "watch_stop", "talk_start", "talk_stop": for the audit log
+
+
+def talker_name(talker: str | None) -> str | None:
+    """The user name others see for a talk session's talker (`user#connection`)."""
+    return None if talker is None else talker.rpartition("#")[0] or talker
+
+
+async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession | None = None, *, user: str,
+                       half_duplex: bool = False, talk_unavailable: str | None = None,
+                       talk_refusal: str | None = None, on_event: Event | None = None) -> None:
     """Send the camera's frames until the viewer leaves; a slow viewer only slows itself."""
     await websocket.accept()
     loop = asyncio.get_running_loop()
-    name = (websocket.query_params.get("name") or "")[:40].strip() or f"viewer {next(_numbers)}"
-    viewer = Viewer(name)
+    viewer = Viewer(user)
     hub.attach(viewer, loop.time())
-    talk_state = {"type": "talk", "talking": talk.talker if talk else None, "you": name,
-                  "available": talk is not None,
-                  "reason": None if talk is not None else talk_unavailable or "this camera has no talkback"}
+    event = on_event or (lambda action: None)
+    event("watch_start")
+    reason = (talk_unavailable or "this camera has no talkback") if talk is None else talk_refusal
+    talk_state = {"type": "talk", "talking": talker_name(talk.talker) if talk else None, "you": user,
+                  "available": reason is None, "reason": reason}
     viewer.offer_text(json.dumps(talk_state), loop.time())
-    reader = loop.create_task(_receive(websocket, viewer, hub, talk, half_duplex, talk_unavailable))
+    owner = f"{user}#{next(_numbers)}"
+    reader = loop.create_task(_receive(websocket, viewer, hub, talk, owner, half_duplex, reason, event))
     try:
         while not viewer.closed:
             messages = await viewer.get()
@@ -59,6 +76,7 @@ async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession |
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
+        event("watch_stop")
 
 
 class _RateLimitedLog:
@@ -79,8 +97,8 @@ class _RateLimitedLog:
             self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
 
 
-async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: TalkSession | None,
-                   half_duplex: bool, talk_unavailable: str | None) -> None:
+async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: TalkSession | None, owner: str,
+                   half_duplex: bool, refusal: str | None, event: Event) -> None:
     loop = asyncio.get_running_loop()
     warn = _RateLimitedLog()
 
@@ -88,7 +106,8 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: T
         viewer.offer_text(json.dumps({"type": "talk", **state}), loop.time())
 
     def announce() -> None:
-        hub.broadcast(json.dumps({"type": "talk", "talking": talk.talker if talk else None}), loop.time())
+        hub.broadcast(json.dumps({"type": "talk", "talking": talker_name(talk.talker) if talk else None}),
+                      loop.time())
 
     try:
         while True:
@@ -106,14 +125,19 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: T
                     action = control.get("action") if isinstance(control, dict) else None
                 except json.JSONDecodeError:
                     action = None
+                except RecursionError:  # "[[[[..." fits in 4 KB and nests deeper than the parser recurses
+                    viewer.rejected += 1
+                    warn.warning("control", "viewer %s: control message nested too deeply", viewer.name)
+                    reply(state="error", reason="control message nested too deeply")
+                    continue
                 if action == "start":
-                    if talk is None:
-                        reply(state="unavailable", reason=talk_unavailable or "this camera has no talkback")
+                    if talk is None or refusal is not None:
+                        reply(state="unavailable", reason=refusal or "this camera has no talkback")
                         continue
                     try:
-                        info = await talk.start(viewer.name)
+                        info = await talk.start(owner)
                     except TalkBusy as busy:
-                        reply(state="busy", talker=busy.talker)
+                        reply(state="busy", talker=talker_name(busy.talker))
                         continue
                     except TalkUnavailable as exc:
                         reply(state="unavailable", reason=str(exc))
@@ -121,12 +145,14 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: T
                     viewer.mute_audio = half_duplex
                     reply(state="granted", **info)
                     announce()
+                    event("talk_start")
                 elif action == "stop":
-                    if talk is not None and talk.talker == viewer.name:
-                        talk.stop(viewer.name)
+                    if talk is not None and talk.talker == owner:
+                        talk.stop(owner)
                         viewer.mute_audio = False
                         reply(state="stopped")
                         announce()
+                        event("talk_stop")
                 else:
                     viewer.rejected += 1
                     warn.warning("control", "viewer %s: unknown control message %r", viewer.name, text[:80])
@@ -143,16 +169,17 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: T
                     viewer.rejected += 1
                     warn.warning("talk", "viewer %s: talk frame refused: %s", viewer.name, exc)
                     continue
-                if talk is None or talk.talker != viewer.name:
+                if talk is None or talk.talker != owner:
                     viewer.rejected += 1
                     continue
-                talk.push(viewer.name, np.frombuffer(pcm, "<i2"), rate, captured / 1e6 or None, sent / 1e6 or None)
+                talk.push(owner, np.frombuffer(pcm, "<i2"), rate, captured / 1e6 or None, sent / 1e6 or None)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        if talk is not None and talk.talker == viewer.name:
-            talk.stop(viewer.name)
+        if talk is not None and talk.talker == owner:
+            talk.stop(owner)
             announce()
+            event("talk_stop")
         if viewer.rejected:
             log.warning("viewer %s left after refusing %d messages", viewer.name, viewer.rejected)
         viewer.close()

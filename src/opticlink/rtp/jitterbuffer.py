@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 from opticlink.rtp.packet import RtpPacket
 
+# Packets one source's buffer holds behind a gap at most (then the oldest gap is given up). 512 is
+# 1.7 s of a 4K stream at 2,000 packets a second, far beyond any wait we allow (`max_wait`, 50 ms);
+# at the largest packet an interleaved frame carries (64 KiB) it bounds a track at 32 MiB.
+MAX_HELD_PACKETS = 512
+
 
 @dataclass(slots=True)
 class BufferedPacket:
@@ -44,7 +49,7 @@ class JitterBuffer:
     MAX_DROPOUT = 3000
     MAX_MISORDER = 100
 
-    def __init__(self, max_wait: float = 0.05, capacity: int = 512) -> None:
+    def __init__(self, max_wait: float = 0.05, capacity: int = MAX_HELD_PACKETS) -> None:
         self.max_wait = max_wait
         self.capacity = capacity
         self._expected: int | None = None  # extended sequence number released next

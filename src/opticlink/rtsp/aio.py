@@ -28,12 +28,19 @@ from opticlink.rtsp.client import (
     Track,
     TransportFallback,
     UdpPortsRequired,
+    redact_url,
     split_url,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 554
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of a URL (the default port filled in), to compare redirect targets."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or DEFAULT_PORT
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -71,6 +78,8 @@ class RtspClient:
     `await wait_closed()` returns the error that ended the session, or None after `close()`.
     """
 
+    # Redirects followed per attempt: a load balancer and a moved stream are one or two; a loop of
+    # them (or a camera sending us around) ends as an error instead of going on for ever.
     MAX_REDIRECTS = 3
 
     def __init__(self, config: ClientConfig, on_event: Callable[[Event], None] | None = None) -> None:
@@ -127,11 +136,15 @@ class RtspClient:
         parts = urlsplit(self.connection.url)
         host, port = parts.hostname or "", parts.port or DEFAULT_PORT
         self._server_host = host
+        timeout = self.config.connect_timeout
         try:
             connection = self.connection
-            transport, _ = await self._loop.create_connection(lambda: _TcpProtocol(self, connection), host, port)
-        except OSError as exc:
-            error = RtspError("connect", f"cannot reach {host}:{port}: {exc.strerror or exc}")
+            transport, _ = await asyncio.wait_for(
+                self._loop.create_connection(lambda: _TcpProtocol(self, connection), host, port), timeout)
+        except (TimeoutError, OSError) as exc:
+            reason = (f"no answer in {timeout:g} s" if isinstance(exc, asyncio.TimeoutError)
+                      else exc.strerror or str(exc))
+            error = RtspError("connect", f"cannot reach {host}:{port}: {reason}")
             self._shutdown(error)
             raise error from None
         self._transport = transport  # type: ignore[assignment]
@@ -205,14 +218,25 @@ class RtspClient:
     def _follow_redirect(self, location: str) -> None:
         self._redirects += 1
         if self._redirects > self.MAX_REDIRECTS:
-            self._error = RtspError("redirect", f"more than {self.MAX_REDIRECTS} redirects (last to {location})")
+            self._error = RtspError("redirect", f"more than {self.MAX_REDIRECTS} redirects "
+                                                f"(last to {redact_url(location)})")
             return
-        target, creds = split_url(location)
+        try:
+            target, creds = split_url(location)
+        except ValueError as exc:
+            self._error = RtspError("redirect", f"camera redirected to an unusable URL: {exc}")
+            return
         _, original_creds = split_url(self.config.url)
-        creds = creds or original_creds
-        config = dataclasses.replace(self.config, url=target)
-        if config.username is None and creds is not None:
-            config = dataclasses.replace(config, username=creds.username, password=creds.password)
+        if _origin(target) == _origin(self.connection.url):
+            creds = creds or original_creds
+            config = dataclasses.replace(self.config, url=target)
+            if config.username is None and creds is not None:
+                config = dataclasses.replace(config, username=creds.username, password=creds.password)
+        else:  # our credentials are for the camera we were given, never for where it sends us
+            config = dataclasses.replace(self.config, url=target, username=None, password=None)
+            if creds is not None:
+                config = dataclasses.replace(config, username=creds.username, password=creds.password)
+            log.info("RTSP redirect to another host or port: credentials are not sent there")
         log.info("RTSP redirect from %s to %s", self.connection.url, target)
         self._replace_connection(RtspClientConnection(config))
 

@@ -62,6 +62,12 @@ from opticlink.rtsp.sdp import MediaDescription, SessionDescription, resolve_con
 
 BACKCHANNEL_REQUIRE = "www.onvif.org/ver20/backchannel"
 BACKCHANNEL_FORMATS = ("PCMU", "PCMA", "L16", "MPEG4-GENERIC")
+# A camera describes a video, an audio, a metadata and a backchannel section; multi-sensor and
+# multi-stream cameras a few more. A description with more than MAX_MEDIA_SECTIONS is refused (it is
+# broken or hostile: each section would cost a SETUP and a state in every status); at most MAX_TRACKS
+# are set up, which also keeps every interleaved channel (2 per track) within its one byte.
+MAX_MEDIA_SECTIONS = 64
+MAX_TRACKS = 16
 NO_PACKETS_AFTER = 3.0  # seconds without RTP on a playing track before its state says "no packets"
 
 TransportChoice = Literal["auto", "tcp", "udp", "tcp,udp", "udp,tcp"]
@@ -87,9 +93,11 @@ class ClientConfig:
     password: str | None = None
     transport: TransportChoice = "auto"  # TCP interleaved then UDP; "tcp"/"udp" only; "udp,tcp" UDP first
     udp_any_port: bool = False  # over UDP, take the camera's datagrams from any port, not only server_port
+    basic_auth: bool = False  # answer a Basic challenge (the password in clear): only over a trusted link
     backchannel: bool = False  # ask for the ONVIF audio backchannel
     only_backchannel: bool = False  # set up the backchannel alone (a talk session beside the live one)
     request_timeout: float = 10.0  # seconds to wait for any response
+    connect_timeout: float = 5.0  # seconds for the TCP connection: SYN retransmissions at 1 and 3 s, and a loaded host
     stall_timeout: float = 10.0  # seconds without media while playing before giving up
     user_agent: str = f"OpticLink/{__version__}"
 
@@ -237,8 +245,19 @@ class Closed:
     """Nothing more will happen on this connection."""
 
 
+@dataclass(slots=True)
+class Exchanged:
+    """An RTSP message sent to or received from the camera, as text (a bug report's evidence).
+
+    `Authorization` values are masked; a message longer than `MAX_EXCHANGED_BYTES` is cut."""
+
+    sent: bool
+    text: str
+    now: float
+
+
 Event = (Described | UdpPortsRequired | BackchannelUnavailable | Playing | TransportFallback | RtpReceived
-         | RtcpReceived | Redirected | Failed | Closed)
+         | RtcpReceived | Redirected | Failed | Closed | Exchanged)
 
 
 class State(enum.Enum):
@@ -268,13 +287,32 @@ class Credentials:
     password: str
 
 
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***` (the user name kept), for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and "@" not in parts.netloc:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, f"{user}:***@{host}" if user else f"***@{host}", parts.path,
+                           parts.query, parts.fragment))
+    except ValueError:
+        head, at, tail = url.rpartition("@")
+        return f"{head.split('//', 1)[0]}//***@{tail}" if at else url
+
+
 def split_url(url: str) -> tuple[str, Credentials | None]:
     """The URL without its user information, and the credentials it carried."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"malformed URL {redact_url(url)!r}: {exc}") from None
     if parts.scheme.lower() not in ("rtsp", "rtsps"):
-        raise ValueError(f"not an RTSP URL: {url!r}")
+        raise ValueError(f"not an RTSP URL: {redact_url(url)!r}")
     if not parts.hostname:
-        raise ValueError(f"RTSP URL has no host: {url!r}")
+        raise ValueError(f"RTSP URL has no host: {redact_url(url)!r}")
     creds = None
     if parts.username is not None:
         creds = Credentials(unquote(parts.username), unquote(parts.password or ""))
@@ -308,6 +346,7 @@ class RtspClientConnection:
         self.skipped: list[SkippedMedia] = []
         self.peer_host: str | None = None  # the camera's address, for UDP source checks
         self.datagrams_dropped = 0  # UDP datagrams from elsewhere than the camera
+        self.frames_unrouted = 0  # interleaved frames on a channel no track was set up on
         self._remaining = list(order[1:])
         self._switched_here = False  # switched transport on this connection, not answered yet
         self._previous: str | None = None  # the transport given up last
@@ -350,6 +389,7 @@ class RtspClientConnection:
             if isinstance(message, InterleavedFrame):
                 target = self._channel_map.get(message.channel)
                 if target is None:
+                    self.frames_unrouted += 1
                     continue
                 index, is_rtcp = target
                 self._last_media = now
@@ -360,8 +400,10 @@ class RtspClientConnection:
                     self.tracks[index].last_packet = now
                     self._events.append(RtpReceived(index, message.data, now))
             elif isinstance(message, RtspResponse):
+                self._events.append(Exchanged(False, _exchanged_text(message.serialize()), now))
                 self._on_response(message, now)
             else:
+                self._events.append(Exchanged(False, _exchanged_text(message.serialize()), now))
                 self._on_server_request(message)
             if self.state == State.CLOSED:
                 return
@@ -543,7 +585,9 @@ class RtspClientConnection:
             authorized = True
         request = RtspRequest(method, url, h)
         self._pending[self._cseq] = _Pending(request, on_response, self._now, authorized, on_timeout)
-        self._out += request.serialize()
+        wire = request.serialize()
+        self._out += wire
+        self._events.append(Exchanged(True, _exchanged_text(wire), self._now))
 
     def _retry(self, pending: _Pending) -> None:
         original = pending.request
@@ -566,15 +610,20 @@ class RtspClientConnection:
 
     def _on_unauthorized(self, pending: _Pending, response: RtspResponse) -> None:
         challenges = parse_challenges(response.headers.get_all("WWW-Authenticate"))
-        challenge = best_challenge(challenges)
         step = pending.request.method
         offered = ", ".join(c.describe() for c in challenges) or "no usable challenge"
-        if challenge is None:
-            self._fail(step, f"camera requires authentication we cannot answer ({offered})", 401)
-            return
-        if self.credentials is None:
+        challenge = best_challenge(challenges if self.config.basic_auth
+                                   else [c for c in challenges if c.scheme != "basic"])
+        if self.credentials is None and best_challenge(challenges) is not None:
             self._fail(step, f"camera requires authentication ({offered}) and no credentials were given",
                        401)
+            return
+        if challenge is None and best_challenge(challenges) is not None:
+            self._fail(step, f"camera offers only Basic authentication ({offered}), which sends the password "
+                             f"in clear text; set basic_auth for this camera if the link to it is trusted", 401)
+            return
+        if challenge is None or self.credentials is None:
+            self._fail(step, f"camera requires authentication we cannot answer ({offered})", 401)
             return
         stale = challenge.params.get("stale", "").lower() == "true"
         if pending.authorized and not stale:
@@ -624,6 +673,11 @@ class RtspClientConnection:
                 return
             self._fail("DESCRIBE", f"camera answered {response.status} {response.reason}", response.status)
             return
+        sections = response.body.count(b"\nm=") + response.body.startswith(b"m=")  # counted before parsing them
+        if sections > MAX_MEDIA_SECTIONS:
+            self._fail("DESCRIBE", f"camera's session description has {sections} media sections "
+                                   f"(more than {MAX_MEDIA_SECTIONS}: broken or hostile)")
+            return
         try:
             sdp = SessionDescription.parse(response.body)
         except SdpParseError as exc:
@@ -672,6 +726,8 @@ class RtspClientConnection:
             backchannel = direction == "sendonly"
             fmt, reason = (self._backchannel_format(media, have_backchannel) if backchannel
                            else self._live_format(media, direction))
+            if fmt is not None and len(tracks) == MAX_TRACKS:
+                fmt, reason = None, f"not set up: more than {MAX_TRACKS} tracks"
             if fmt is None:
                 self.skipped.append(SkippedMedia(position, media, direction, reason))
                 continue
@@ -930,5 +986,16 @@ __all__ = [
     "TransportChoice",
     "TransportFallback",
     "UdpPortsRequired",
+    "redact_url",
     "transport_order",
 ]
+
+
+MAX_EXCHANGED_BYTES = 16 << 10  # an RTSP message worth keeping: headers and an SDP of a few dozen media
+
+
+def _exchanged_text(wire: bytes) -> str:
+    """A control message as text, `Authorization` values masked (Basic carries the password itself)."""
+    text = wire[:MAX_EXCHANGED_BYTES].decode("utf-8", "replace")
+    return "\r\n".join(f"{line.partition(':')[0]}: REDACTED" if line.lower().startswith("authorization:") else line
+                        for line in text.split("\r\n"))

@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 
 from opticlink.errors import RtspParseError
 
+# Caps on what a camera may make us hold before a message is whole; past them the connection is
+# failed ("malformed data from the camera: ..."). A real RTSP head is under 2 KB (a Digest challenge,
+# an RTP-Info line per track): 64 KiB is 30 times that, and bounds a header that never ends.
 MAX_HEADER_BYTES = 64 * 1024
+# The largest body a camera sends is its SDP: a few KB, tens with many tracks and long parameter
+# sets. 1 MiB bounds a huge Content-Length (no byte of it is buffered before the limit is checked).
 MAX_BODY_BYTES = 1024 * 1024
+# Real messages carry 5-15 header lines; 128 bounds the work of parsing one head.
 MAX_HEADERS = 128
 _METHOD = re.compile(r"[A-Za-z][A-Za-z_-]*\Z")
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -146,6 +152,7 @@ class RtspReader:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._pending: tuple[RtspRequest | RtspResponse, int] | None = None  # message awaiting body
+        self._searched = 0  # bytes at the buffer's start already searched for a head's end
 
     def feed(self, data: bytes) -> list[RtspMessage]:
         """Append received bytes; returns every message now complete, in order."""
@@ -176,15 +183,19 @@ class RtspReader:
             if first in (0x0D, 0x0A):  # stray line ends between messages
                 pos += 1
                 continue
-            end = buf.find(b"\r\n\r\n", pos)
+            # a head arriving a byte at a time is searched from where the last search ended, not anew
+            start = max(pos, self._searched - 3) if pos == 0 else pos
+            end = buf.find(b"\r\n\r\n", start)
             sep = 4
             if end < 0:
-                end = buf.find(b"\n\n", pos)
+                end = buf.find(b"\n\n", start)
                 sep = 2
             if end < 0:
                 if n - pos > MAX_HEADER_BYTES:
                     raise RtspParseError(f"RTSP header block exceeds {MAX_HEADER_BYTES} bytes")
+                self._searched = n if pos == 0 else 0
                 break
+            self._searched = 0
             if end - pos > MAX_HEADER_BYTES:
                 raise RtspParseError(f"RTSP header block exceeds {MAX_HEADER_BYTES} bytes")
             message = _parse_head(bytes(buf[pos:end]))

@@ -100,6 +100,12 @@ class SyncStats:
     wall_skew_ppm: float | None = None  # camera wall clock against ours
 
 
+# Sources whose Sender Reports a track keeps while their RTP has not arrived (reports can come first,
+# after PLAY or an encoder restart). A camera has one source per track, two across a restart; past 8
+# the oldest source is forgotten, so reports under a new SSRC each time cannot grow memory.
+MAX_PENDING_SOURCES = 8
+
+
 class _Track:
     def __init__(self, info: TrackInfo) -> None:
         self.info = info
@@ -192,6 +198,8 @@ class SyncEngine:
             queue = track.pending.setdefault(info.ssrc, [])
             queue.append(info)
             del queue[:-4]
+            while len(track.pending) > MAX_PENDING_SOURCES:
+                del track.pending[next(iter(track.pending))]
             return
         self._apply_report(track, info.rtp_timestamp, info.wall_clock, info.arrival)
 

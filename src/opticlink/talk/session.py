@@ -5,13 +5,16 @@ interrupts live video. By default it opens when talk starts and closes `idle_clo
 the last talker stops: holding it open blocks vendor apps and doorbell chimes on many cameras.
 `keep_open` keeps it (the camera's own setting). Every sent sample is reported to `on_sent` with
 its slot (`TalkPacer`: when the camera plays it, give or take a constant), the reference an echo
-canceller needs, and every packet's latency is kept in parts.
+canceller needs, and every packet's latency is kept in parts. A backchannel that dies (the camera
+closes it, stops answering its keepalives) is noticed at once: the talker loses the speaker, `error`
+says why and `on_lost` is told, so the page can say it instead of sending into nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -59,14 +62,16 @@ class TalkSession:
     SR_INTERVAL = 1.0
 
     def __init__(self, name: str, config: ClientConfig, *, packet_ms: int = 20, keep_open: bool = False,
-                 idle_close: float = 5.0, on_sent: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+                 idle_close: float = 5.0, on_sent: Callable[[np.ndarray, int, float], None] | None = None,
+                 on_lost: Callable[[str], None] | None = None) -> None:
         self.name = name
-        self.config = ClientConfig(config.url, username=config.username, password=config.password,
-                                   transport=config.transport, backchannel=True, only_backchannel=True)
+        self.config = dataclasses.replace(config, backchannel=True, only_backchannel=True)
         self.packet_ms = packet_ms
         self.keep_open = keep_open
         self.idle_close = idle_close
         self.on_sent = on_sent
+        self.on_lost = on_lost  # called with the reason when an open backchannel dies
+        self.error: str | None = None  # why the backchannel last died or failed to open; None once it opens
         self.talker: str | None = None
         self.client: RtspClient | None = None
         self.encoder: TalkEncoder | None = None
@@ -81,10 +86,18 @@ class TalkSession:
         self._idle: asyncio.TimerHandle | None = None
         self._pending: deque[list[float]] = deque()  # [samples not yet sent, arrival, captured, posted]
         self._last_sr = 0.0
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def open(self) -> bool:
         return self.client is not None and self.encoder is not None
+
+    @property
+    def state(self) -> str:
+        """`talking` (someone has the speaker), `open`, `error` (it died: see `error`) or `closed`."""
+        if self.open:
+            return "talking" if self.talker is not None else "open"
+        return "error" if self.error is not None else "closed"
 
     async def start(self, talker: str) -> dict[str, object]:
         """Take the speaker for `talker`; raises `TalkBusy` or `TalkUnavailable`."""
@@ -98,6 +111,7 @@ class TalkSession:
             await self._open()
         except RtspError as exc:
             self.talker = None
+            self.error = str(exc)
             if exc.step in ("backchannel", "DESCRIBE") and "backchannel" in str(exc):
                 detail = str(exc).split(": ", 1)[-1]
                 raise TalkUnavailable(f"the camera has no speaker to talk to ({detail})") from None
@@ -124,12 +138,31 @@ class TalkSession:
         self.encoder = TalkEncoder(track.format, self.packet_ms)
         self.pacer = TalkPacer(self.encoder.rate)
         self.client = client
+        self.error = None
         self.opens += 1
         self._pending.clear()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_closed(client))
         # the first report goes out after a second of audio, never before the first packet: RFC 3550's
         # first interval, and GStreamer's backchannel can drop a whole stream whose report came first
         self._last_sr = asyncio.get_running_loop().time()
         log.info("talk %s: backchannel open (%s, %d ms packets)", self.name, track.format.rtpmap, self.packet_ms)
+
+    async def _watch_closed(self, client: RtspClient) -> None:
+        """Notice the backchannel dying under us (not a `close()` of ours)."""
+        error = await client.wait_closed()
+        if self.client is not client:
+            return
+        reason = str(error) if error is not None else "the camera closed the backchannel"
+        log.warning("talk %s: backchannel lost (%s)%s", self.name, reason,
+                    f"; {self.talker} loses the speaker" if self.talker else "")
+        self.error = reason
+        self.client, self.encoder, self.talker = None, None, None
+        self._pending.clear()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     def stop(self, talker: str) -> None:
         """`talker` lets go of the speaker; the backchannel closes after `idle_close` unless kept open."""
@@ -235,6 +268,9 @@ class TalkSession:
             self._idle.cancel()
             self._idle = None
         client, self.client, self.encoder = self.client, None, None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()

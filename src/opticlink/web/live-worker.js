@@ -132,6 +132,8 @@ function buffered() {
 
 // Network --------------------------------------------------------------------------------------
 
+const REFUSED = new Set([4401, 4403, 4404]); // WebSocket close codes of the service's access control
+
 function connect() {
   if (state.closed) return;
   const socket = new WebSocket(state.url);
@@ -142,13 +144,19 @@ function connect() {
     if (typeof event.data === "string") onText(event.data);
     else onMessage(new Uint8Array(event.data));
   };
-  socket.onclose = () => {
+  socket.onclose = (event) => {
     state.stats.connected = false;
     if (state.talk.granted || state.talk.requested) {
       state.talk.granted = state.talk.requested = false;
       self.postMessage({ type: "talk", state: "error", reason: "the connection to the server was lost" });
     }
     if (state.closed) return;
+    if (REFUSED.has(event.code)) { // not logged in (any more), not allowed, no such camera: trying again will not help
+      state.closed = true;
+      state.stats.message = event.reason || "the server refused this camera";
+      self.postMessage({ type: "refused", code: event.code, reason: state.stats.message });
+      return;
+    }
     state.retry = Math.min(5000, state.retry * 2 || 250);
     setTimeout(connect, state.retry);
   };

@@ -139,6 +139,10 @@ export class OpticlinkPlayer extends HTMLElement {
     this.worker.postMessage(init, transfer);
     this.worker.onmessage = (event) => {
       if (event.data.type === "talk") return this.onTalk(event.data);
+      if (event.data.type === "refused") { // 4401: the login ended; the page decides where to go
+        this.shadowRoot.querySelector(".message").textContent = event.data.reason;
+        return this.dispatchEvent(new CustomEvent("refused", { detail: event.data, bubbles: true, composed: true }));
+      }
       if (event.data.type !== "stats") return;
       this.samples.avOffsets.push(...event.data.samples.avOffsets);
       this.samples.latencies.push(...event.data.samples.latencies);

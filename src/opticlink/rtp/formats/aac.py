@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 
 from opticlink.errors import RtpParseError
-from opticlink.rtp.formats.base import AccessUnit, AudioConfig, RtpFormat
+from opticlink.rtp.formats.base import MAX_UNIT_BYTES, AccessUnit, AudioConfig, RtpFormat
 from opticlink.rtp.jitterbuffer import BufferedPacket
 from opticlink.rtp.packet import build_rtp
+
+# The most AAC frames one packet may carry; a packet with more is dropped whole. Cameras put 1 to 4
+# frames in a packet (each frame more is 21-128 ms more latency); 64 frames of 1024 samples are 1.4 s
+# at 48 kHz. Without a cap, AU headers of 4 bits (sizelength=1) make 65,528 units of one packet.
+MAX_UNITS_PER_PACKET = 64
 
 SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
@@ -54,7 +59,7 @@ def audio_specific_config(sample_rate: int, channels: int, object_type: int = 2)
 
 def _int_param(fmtp: dict[str, str], name: str, default: int = 0) -> int:
     try:
-        return int(fmtp.get(name, default))
+        return max(0, int(fmtp.get(name, default)))  # a negative length would never advance the parse
     except ValueError:
         return default
 
@@ -85,6 +90,7 @@ class AacDepacketizer:
         # ticks per frame on the RTP clock, which may differ from the codec's sample rate
         self.frame_ticks = frame_samples * fmt.clock_rate // max(1, self.config.sample_rate)
         self.dropped = 0
+        self.problem: str | None = None
         self._fragment: bytearray | None = None
         self._fragment_size = 0
         self._fragment_ts = 0
@@ -95,7 +101,8 @@ class AacDepacketizer:
         packet = item.packet
         try:
             sizes, data = self._split(packet.payload)
-        except RtpParseError:
+        except RtpParseError as exc:
+            self.problem = f"AAC packet dropped: {exc}"
             self.dropped += 1
             self._after_loss = True
             self._fragment = None
@@ -105,6 +112,12 @@ class AacDepacketizer:
                 self.dropped += 1
                 self._fragment = None
                 self._after_loss = True
+            elif len(self._fragment) + len(data) > self._fragment_size:
+                self.problem = f"AAC frame fragments exceed the announced {self._fragment_size} bytes"
+                self.dropped += 1
+                self._fragment = None
+                self._after_loss = True
+                return []
             else:
                 self._fragment += data
                 if not packet.marker:
@@ -117,6 +130,11 @@ class AacDepacketizer:
                     return []
                 return [self._unit(packet.timestamp, frame, self._fragment_arrival)]
         if len(sizes) == 1 and sizes[0] > len(data):
+            if sizes[0] > MAX_UNIT_BYTES:
+                self.problem = f"AAC frame of {sizes[0]} bytes announced (over {MAX_UNIT_BYTES})"
+                self.dropped += 1
+                self._after_loss = True
+                return []
             self._fragment = bytearray(data)
             self._fragment_size = sizes[0]
             self._fragment_ts = packet.timestamp
@@ -160,6 +178,9 @@ class AacDepacketizer:
         bits = _Bits(payload[2 : 2 + header_bytes])
         sizes: list[int] = []
         while bits.pos < header_bits:
+            if len(sizes) == MAX_UNITS_PER_PACKET:
+                raise RtpParseError(f"mpeg4-generic payload has more than {MAX_UNITS_PER_PACKET} AU headers "
+                                    f"(sizelength={self.size_length})")
             sizes.append(bits.read(self.size_length))
             bits.read(self.index_length if len(sizes) == 1 else self.index_delta_length)
             if self.cts_delta_length and bits.read(1):

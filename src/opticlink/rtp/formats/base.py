@@ -52,6 +52,15 @@ class AudioConfig:
 
 CodecConfig = VideoConfig | AudioConfig
 
+# The most one access unit may hold while it is gathered. A 4K camera's keyframe at its top quality
+# is 1-2 MB; 8 MiB leaves four times that and still bounds what one track holds when a unit never
+# ends (an FU-A without its end bit, a timestamp that never changes, no marker): the unit is dropped.
+MAX_UNIT_BYTES = 8 << 20
+# The most NAL units one access unit may hold: encoders that cut slices to fit a packet make ~750 of
+# a 1 MB keyframe; five times that. Tiny NAL units (a STAP-A packs 20,000 of one byte) would otherwise
+# cost far more memory per byte than MAX_UNIT_BYTES says.
+MAX_UNIT_NALUS = 4096
+
 
 @dataclass(slots=True)
 class AccessUnit:
@@ -79,6 +88,7 @@ class Depacketizer(Protocol):
 
     config: CodecConfig
     dropped: int  # units given up because packets were lost or malformed
+    problem: str | None  # the last thing wrong with what the camera sent, for its status; None if nothing
 
     def push(self, item: BufferedPacket) -> list[AccessUnit]: ...
 

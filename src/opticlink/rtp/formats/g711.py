@@ -19,6 +19,7 @@ class G711Depacketizer:
     def __init__(self, fmt: RtpFormat) -> None:
         self.config = AudioConfig(fmt.encoding.lower(), fmt.clock_rate, fmt.channels)
         self.dropped = 0
+        self.problem: str | None = None
         self._after_loss = False
 
     def push(self, item: BufferedPacket) -> list[AccessUnit]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 
-from opticlink.rtp.formats.base import AccessUnit, RtpFormat, VideoConfig, length_prefixed
+from opticlink.rtp.formats.base import (
+    MAX_UNIT_BYTES,
+    MAX_UNIT_NALUS,
+    AccessUnit,
+    RtpFormat,
+    VideoConfig,
+    length_prefixed,
+)
 from opticlink.rtp.jitterbuffer import BufferedPacket
 from opticlink.rtp.packet import build_rtp
 
@@ -55,6 +62,8 @@ class H264Depacketizer:
         self.config = VideoConfig("h264", (sps, pps))
         self.dropped = 0
         self.malformed = 0
+        self.problem: str | None = None
+        self._size = 0  # payload bytes of the unit being gathered, dropped ones included
         self.marker_trusted = True
         self._nalus: list[bytes] = []
         self._ts: int | None = None
@@ -94,6 +103,8 @@ class H264Depacketizer:
     def _depacketize(self, payload: bytes) -> None:
         if not payload:
             self.malformed += 1
+            return
+        if not self._grow(len(payload)):
             return
         kind = payload[0] & 0x1F
         if 1 <= kind <= 23:
@@ -138,7 +149,27 @@ class H264Depacketizer:
             self.config = VideoConfig("h264", (self.config.parameter_sets[0], nal))
         elif kind == NAL_IDR:
             self._keyframe = True
+        if self._damaged:
+            return  # dropped at emit anyway: not kept
+        if len(self._nalus) == MAX_UNIT_NALUS:
+            self.problem = f"H.264 unit of more than {MAX_UNIT_NALUS} NAL units dropped"
+            self._damaged = True
+            self._nalus = []
+            return
         self._nalus.append(nal)
+
+    def _grow(self, size: int) -> bool:
+        """Count `size` more bytes into the unit; past `MAX_UNIT_BYTES` the unit is dropped (False)."""
+        self._size += size
+        if self._size <= MAX_UNIT_BYTES:
+            return True
+        if self._nalus or self._fu is not None or not self._damaged:
+            self.problem = (f"H.264 unit over {MAX_UNIT_BYTES >> 20} MiB dropped (a fragmented NAL unit "
+                            f"that never ends, or neither a marker nor a new timestamp)")
+        self._damaged = True
+        self._nalus = []
+        self._fu = None
+        return False
 
     def _emit(self) -> list[AccessUnit]:
         out: list[AccessUnit] = []
@@ -154,6 +185,7 @@ class H264Depacketizer:
         self._keyframe = False
         self._damaged = False
         self._fu = None
+        self._size = 0
         return out
 
 

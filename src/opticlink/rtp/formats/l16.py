@@ -12,6 +12,7 @@ class L16Depacketizer:
     def __init__(self, fmt: RtpFormat) -> None:
         self.config = AudioConfig("l16", fmt.clock_rate, fmt.channels)
         self.dropped = 0
+        self.problem: str | None = None
         self._after_loss = False
         self._frame_bytes = 2 * max(1, fmt.channels)
 
