@@ -11,6 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from opticlink.auth.gate import Gate
 from opticlink.auth.sessions import COOKIE
@@ -26,9 +27,11 @@ class Admin:
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def browser_cookie(self, base: str) -> dict[str, object]:
-        """The session cookie as Playwright's `context.add_cookies` takes it."""
-        return {"name": COOKIE, "value": self.cookie, "url": base, "httpOnly": True, "sameSite": "Strict"}
+    def browser_cookie(self, url: str) -> dict[str, object]:
+        """The session cookie as Playwright's `context.add_cookies` takes it, for the whole site of `url`."""
+        parts = urlsplit(url)
+        return {"name": COOKIE, "value": self.cookie, "url": f"{parts.scheme}://{parts.netloc}/", "httpOnly": True,
+                "sameSite": "Strict"}
 
 
 def data_dir_env() -> tuple[Path, dict[str, str]]:
