@@ -6,6 +6,7 @@ import contextlib
 
 from opticlink.errors import RtpParseError
 from opticlink.rtp.formats.base import MAX_UNIT_BYTES, AccessUnit, AudioConfig, RtpFormat
+from opticlink.rtp.formats.bits import BitReader
 from opticlink.rtp.jitterbuffer import BufferedPacket
 from opticlink.rtp.packet import build_rtp
 
@@ -17,27 +18,9 @@ MAX_UNITS_PER_PACKET = 64
 SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
-class _Bits:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def read(self, count: int) -> int:
-        if self.pos + count > 8 * len(self.data):
-            raise RtpParseError("AAC bit field runs past the end of its data")
-        value = 0
-        for _ in range(count):
-            byte = self.data[self.pos >> 3]
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-
 def parse_audio_specific_config(config: bytes) -> tuple[int, int, int, int]:
     """(object type, sample rate, channels, samples per frame) of an AudioSpecificConfig."""
-    bits = _Bits(config)
+    bits = BitReader(config, RtpParseError)
     object_type = bits.read(5)
     if object_type == 31:
         object_type = 32 + bits.read(6)
@@ -175,7 +158,7 @@ class AacDepacketizer:
         header_bytes = (header_bits + 7) // 8
         if 2 + header_bytes > len(payload):
             raise RtpParseError(f"mpeg4-generic AU headers ({header_bits} bits) exceed the payload")
-        bits = _Bits(payload[2 : 2 + header_bytes])
+        bits = BitReader(payload[2 : 2 + header_bytes], RtpParseError)
         sizes: list[int] = []
         while bits.pos < header_bits:
             if len(sizes) == MAX_UNITS_PER_PACKET:

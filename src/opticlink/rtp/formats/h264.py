@@ -5,16 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from opticlink.rtp.formats.base import (
-    MAX_UNIT_BYTES,
-    MAX_UNIT_NALUS,
-    AccessUnit,
-    RtpFormat,
-    VideoConfig,
-    length_prefixed,
-)
+from opticlink.rtp.formats.base import AccessUnit, NalPacketizer, RtpFormat, UnitAssembly, VideoConfig
 from opticlink.rtp.jitterbuffer import BufferedPacket
-from opticlink.rtp.packet import build_rtp
 
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
 STAP_A, FU_A = 24, 28
@@ -48,7 +40,7 @@ def avc_decoder_configuration(sps: bytes, pps: bytes) -> bytes:
             + b"\x01" + len(pps).to_bytes(2, "big") + pps)
 
 
-class H264Depacketizer:
+class H264Depacketizer(UnitAssembly):
     """Reassembles H.264 access units.
 
     A unit ends at the marker bit or at a new timestamp. Some cameras set the marker on every
@@ -57,21 +49,11 @@ class H264Depacketizer:
     only, so frames split over several packets with one timestamp stay together.
     """
 
+    codec_name = "H.264"
+
     def __init__(self, fmt: RtpFormat) -> None:
-        sps, pps = parameter_sets_from_fmtp(fmt.fmtp)
-        self.config = VideoConfig("h264", (sps, pps))
-        self.dropped = 0
-        self.malformed = 0
-        self.problem: str | None = None
-        self._size = 0  # payload bytes of the unit being gathered, dropped ones included
+        super().__init__(VideoConfig("h264", parameter_sets_from_fmtp(fmt.fmtp)))
         self.marker_trusted = True
-        self._nalus: list[bytes] = []
-        self._ts: int | None = None
-        self._arrival = 0.0
-        self._keyframe = False
-        self._damaged = False
-        self._fu: bytearray | None = None
-        self._after_loss = False
         self._ended_ts: int | None = None  # timestamp of the last unit ended by a marker
 
     def push(self, item: BufferedPacket) -> list[AccessUnit]:
@@ -90,15 +72,6 @@ class H264Depacketizer:
             self._ended_ts = ts
             out.extend(self._emit())
         return out
-
-    def loss(self) -> None:
-        self._fu = None
-        if self._ts is not None:
-            self._damaged = True
-        self._after_loss = True
-
-    def flush(self) -> list[AccessUnit]:
-        return self._emit()
 
     def _depacketize(self, payload: bytes) -> None:
         if not payload:
@@ -149,54 +122,11 @@ class H264Depacketizer:
             self.config = VideoConfig("h264", (self.config.parameter_sets[0], nal))
         elif kind == NAL_IDR:
             self._keyframe = True
-        if self._damaged:
-            return  # dropped at emit anyway: not kept
-        if len(self._nalus) == MAX_UNIT_NALUS:
-            self.problem = f"H.264 unit of more than {MAX_UNIT_NALUS} NAL units dropped"
-            self._damaged = True
-            self._nalus = []
-            return
-        self._nalus.append(nal)
-
-    def _grow(self, size: int) -> bool:
-        """Count `size` more bytes into the unit; past `MAX_UNIT_BYTES` the unit is dropped (False)."""
-        self._size += size
-        if self._size <= MAX_UNIT_BYTES:
-            return True
-        if self._nalus or self._fu is not None or not self._damaged:
-            self.problem = (f"H.264 unit over {MAX_UNIT_BYTES >> 20} MiB dropped (a fragmented NAL unit "
-                            f"that never ends, or neither a marker nor a new timestamp)")
-        self._damaged = True
-        self._nalus = []
-        self._fu = None
-        return False
-
-    def _emit(self) -> list[AccessUnit]:
-        out: list[AccessUnit] = []
-        if self._ts is not None and self._nalus and not self._damaged:
-            out.append(AccessUnit(self._ts, length_prefixed(self._nalus), self._keyframe, self.config,
-                                  self._arrival, discontinuity=self._after_loss))
-            self._after_loss = False
-        elif self._ts is not None and (self._nalus or self._damaged):
-            self.dropped += 1
-            self._after_loss = True
-        self._nalus = []
-        self._ts = None
-        self._keyframe = False
-        self._damaged = False
-        self._fu = None
-        self._size = 0
-        return out
+        self._keep(nal)
 
 
-class H264Packetizer:
+class H264Packetizer(NalPacketizer):
     """Splits access units (lists of NAL units) into RTP packets no larger than `mtu` bytes."""
-
-    def __init__(self, payload_type: int, ssrc: int, sequence: int = 0, mtu: int = 1400) -> None:
-        self.payload_type = payload_type
-        self.ssrc = ssrc
-        self.sequence = sequence & 0xFFFF
-        self.mtu = mtu
 
     def packetize(self, nalus: list[bytes], timestamp: int) -> list[bytes]:
         """Wire-form packets of one access unit, the marker on the last."""
@@ -214,10 +144,4 @@ class H264Packetizer:
                 part = body[start : start + chunk]
                 header = kind | (0x80 if start == 0 else 0) | (0x40 if start + chunk >= len(body) else 0)
                 payloads.append(bytes([indicator, header]) + part)
-        packets = []
-        last = len(payloads) - 1
-        for i, payload in enumerate(payloads):
-            packets.append(build_rtp(self.payload_type, self.sequence, timestamp, self.ssrc, payload,
-                                     marker=i == last))
-            self.sequence = (self.sequence + 1) & 0xFFFF
-        return packets
+        return self._packets(payloads, timestamp)

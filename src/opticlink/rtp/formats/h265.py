@@ -5,16 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from opticlink.rtp.formats.base import (
-    MAX_UNIT_BYTES,
-    MAX_UNIT_NALUS,
-    AccessUnit,
-    RtpFormat,
-    VideoConfig,
-    length_prefixed,
-)
+from opticlink.rtp.formats.base import AccessUnit, NalPacketizer, RtpFormat, UnitAssembly, VideoConfig
 from opticlink.rtp.jitterbuffer import BufferedPacket
-from opticlink.rtp.packet import build_rtp
 
 NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
 AP, FU, PACI = 48, 49, 50
@@ -71,33 +63,24 @@ def hevc_decoder_configuration(vps: bytes, sps: bytes, pps: bytes) -> bytes:
     return bytes(out)
 
 
-class H265Depacketizer:
+class H265Depacketizer(UnitAssembly):
     """Reassembles H.265 access units; a unit ends at the marker bit or a new timestamp.
 
     DONL/DOND fields are skipped when `sprop-max-don-diff` is above 0; units are delivered in
     transmission order, which is decoding order for the single-stream transmission cameras use.
     """
 
+    codec_name = "H.265"
+
     def __init__(self, fmt: RtpFormat) -> None:
         vps = _decode(fmt.fmtp.get("sprop-vps", ""))
         sps = _decode(fmt.fmtp.get("sprop-sps", ""))
         pps = _decode(fmt.fmtp.get("sprop-pps", ""))
-        self.config = VideoConfig("h265", (vps, sps, pps))
+        super().__init__(VideoConfig("h265", (vps, sps, pps)))
         try:
             self._donl = int(fmt.fmtp.get("sprop-max-don-diff", "0")) > 0
         except ValueError:
             self._donl = False
-        self.dropped = 0
-        self.malformed = 0
-        self.problem: str | None = None
-        self._size = 0  # payload bytes of the unit being gathered, dropped ones included
-        self._nalus: list[bytes] = []
-        self._ts: int | None = None
-        self._arrival = 0.0
-        self._keyframe = False
-        self._damaged = False
-        self._fu: bytearray | None = None
-        self._after_loss = False
 
     def push(self, item: BufferedPacket) -> list[AccessUnit]:
         packet = item.packet
@@ -111,15 +94,6 @@ class H265Depacketizer:
         if packet.marker:
             out.extend(self._emit())
         return out
-
-    def loss(self) -> None:
-        self._fu = None
-        if self._ts is not None:
-            self._damaged = True
-        self._after_loss = True
-
-    def flush(self) -> list[AccessUnit]:
-        return self._emit()
 
     def _depacketize(self, payload: bytes) -> None:
         if len(payload) < 3:
@@ -182,57 +156,14 @@ class H265Depacketizer:
             self.config = VideoConfig("h265", (vps, sps, nal))
         elif 16 <= kind <= 21:
             self._keyframe = True
-        if self._damaged:
-            return  # dropped at emit anyway: not kept
-        if len(self._nalus) == MAX_UNIT_NALUS:
-            self.problem = f"H.265 unit of more than {MAX_UNIT_NALUS} NAL units dropped"
-            self._damaged = True
-            self._nalus = []
-            return
-        self._nalus.append(nal)
-
-    def _grow(self, size: int) -> bool:
-        """Count `size` more bytes into the unit; past `MAX_UNIT_BYTES` the unit is dropped (False)."""
-        self._size += size
-        if self._size <= MAX_UNIT_BYTES:
-            return True
-        if self._nalus or self._fu is not None or not self._damaged:
-            self.problem = (f"H.265 unit over {MAX_UNIT_BYTES >> 20} MiB dropped (a fragmented NAL unit "
-                            f"that never ends, or neither a marker nor a new timestamp)")
-        self._damaged = True
-        self._nalus = []
-        self._fu = None
-        return False
-
-    def _emit(self) -> list[AccessUnit]:
-        out: list[AccessUnit] = []
-        if self._ts is not None and self._nalus and not self._damaged:
-            out.append(AccessUnit(self._ts, length_prefixed(self._nalus), self._keyframe, self.config,
-                                  self._arrival, discontinuity=self._after_loss))
-            self._after_loss = False
-        elif self._ts is not None and (self._nalus or self._damaged):
-            self.dropped += 1
-            self._after_loss = True
-        self._nalus = []
-        self._ts = None
-        self._keyframe = False
-        self._damaged = False
-        self._fu = None
-        self._size = 0
-        return out
+        self._keep(nal)
 
 
-class H265Packetizer:
+class H265Packetizer(NalPacketizer):
     """Splits access units (lists of NAL units) into RTP packets no larger than `mtu` bytes.
 
     Single NAL unit packets, and fragmentation units for larger NAL units; no aggregation, no DONL
     (sprop-max-don-diff 0)."""
-
-    def __init__(self, payload_type: int, ssrc: int, sequence: int = 0, mtu: int = 1400) -> None:
-        self.payload_type = payload_type
-        self.ssrc = ssrc
-        self.sequence = sequence & 0xFFFF
-        self.mtu = mtu
 
     def packetize(self, nalus: list[bytes], timestamp: int) -> list[bytes]:
         """Wire-form packets of one access unit, the marker on the last."""
@@ -249,10 +180,4 @@ class H265Packetizer:
             for start in range(0, len(body), chunk):
                 flags = (FU_START if start == 0 else 0) | (FU_END if start + chunk >= len(body) else 0)
                 payloads.append(header + bytes([flags | kind]) + body[start : start + chunk])
-        packets = []
-        last = len(payloads) - 1
-        for i, payload in enumerate(payloads):
-            packets.append(build_rtp(self.payload_type, self.sequence, timestamp, self.ssrc, payload,
-                                     marker=i == last))
-            self.sequence = (self.sequence + 1) & 0xFFFF
-        return packets
+        return self._packets(payloads, timestamp)

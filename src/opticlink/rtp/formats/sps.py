@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opticlink.rtp.formats.bits import BitReader
+
 MAX_REORDER = 16  # the DPB never holds more frames (H.264 A.3.1, H.265 A.4.2)
 MAX_SPS_BYTES = 4096  # real SPSs are tens of bytes; anything longer is not parsed
 HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
@@ -33,37 +35,6 @@ class ReorderInfo:
     declared: bool
 
 
-class _Bits:
-    def __init__(self, rbsp: bytes) -> None:
-        self.data = rbsp
-        self.pos = 0
-
-    def u(self, n: int) -> int:
-        if self.pos + n > len(self.data) * 8:
-            raise SpsError("SPS ends early")
-        value = 0
-        for _ in range(n):
-            byte = self.data[self.pos >> 3]
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise SpsError("Exp-Golomb code longer than 32 bits")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-    def skip(self, n: int) -> None:
-        self.u(n)
-
-
 def rbsp(nal: bytes) -> bytes:
     """A NAL unit's payload with emulation-prevention bytes (00 00 03) removed."""
     out = bytearray()
@@ -81,27 +52,27 @@ def h264_reorder(sps: bytes) -> ReorderInfo:
     """Reorder depth of an H.264 SPS NAL unit (with its one-byte NAL header)."""
     if not 4 <= len(sps) <= MAX_SPS_BYTES:
         raise SpsError(f"H.264 SPS of {len(sps)} bytes")
-    b = _Bits(rbsp(sps[1:]))
-    profile, constraints, level = b.u(8), b.u(8), b.u(8)
+    b = BitReader(rbsp(sps[1:]), SpsError)
+    profile, constraints, level = b.read(8), b.read(8), b.read(8)
     b.ue()  # seq_parameter_set_id
     chroma = 1
     if profile in HIGH_PROFILES:
         chroma = b.ue()
         if chroma == 3:
-            b.u(1)
+            b.read(1)
         b.ue()
         b.ue()
-        b.u(1)
-        if b.u(1):  # seq_scaling_matrix_present_flag
+        b.read(1)
+        if b.read(1):  # seq_scaling_matrix_present_flag
             for i in range(8 if chroma != 3 else 12):
-                if b.u(1):
+                if b.read(1):
                     _scaling_list(b, 16 if i < 6 else 64)
     b.ue()  # log2_max_frame_num_minus4
     poc_type = b.ue()
     if poc_type == 0:
         b.ue()
     elif poc_type == 1:
-        b.u(1)
+        b.read(1)
         b.se()
         b.se()
         cycle = b.ue()
@@ -110,19 +81,19 @@ def h264_reorder(sps: bytes) -> ReorderInfo:
         for _ in range(cycle):
             b.se()
     b.ue()  # max_num_ref_frames
-    b.u(1)
+    b.read(1)
     width_mbs, height_units = b.ue() + 1, b.ue() + 1
-    frame_mbs_only = b.u(1)
+    frame_mbs_only = b.read(1)
     if not frame_mbs_only:
-        b.u(1)
-    b.u(1)
-    if b.u(1):  # frame_cropping_flag
+        b.read(1)
+    b.read(1)
+    if b.read(1):  # frame_cropping_flag
         for _ in range(4):
             b.ue()
     cannot_reorder = profile == 66 or poc_type == 2 or (profile in (44, 100, 110, 122, 244) and constraints & 0x10)
     inferred = 0 if cannot_reorder else _max_dpb_frames(level, constraints, width_mbs * height_units
                                                         * (2 - frame_mbs_only))
-    if not b.u(1):  # vui_parameters_present_flag
+    if not b.read(1):  # vui_parameters_present_flag
         return ReorderInfo(inferred, False)
     try:
         depth = _h264_vui_reorder(b)
@@ -131,7 +102,7 @@ def h264_reorder(sps: bytes) -> ReorderInfo:
     return ReorderInfo(min(depth, MAX_REORDER), True) if depth is not None else ReorderInfo(inferred, False)
 
 
-def _scaling_list(b: _Bits, size: int) -> None:
+def _scaling_list(b: BitReader, size: int) -> None:
     last = nxt = 8
     for _ in range(size):
         if nxt:
@@ -146,50 +117,50 @@ def _max_dpb_frames(level: int, constraints: int, frame_mbs: int) -> int:
     return max(1, min(MAX_REORDER, mbs // max(1, frame_mbs)))
 
 
-def _h264_vui_reorder(b: _Bits) -> int | None:
-    if b.u(1) and b.u(8) == 255:  # aspect_ratio_info_present_flag, aspect_ratio_idc Extended_SAR
-        b.u(16)
-        b.u(16)
-    if b.u(1):
-        b.u(1)
-    if b.u(1):  # video_signal_type_present_flag
-        b.u(4)
-        if b.u(1):
-            b.u(24)
-    if b.u(1):
+def _h264_vui_reorder(b: BitReader) -> int | None:
+    if b.read(1) and b.read(8) == 255:  # aspect_ratio_info_present_flag, aspect_ratio_idc Extended_SAR
+        b.read(16)
+        b.read(16)
+    if b.read(1):
+        b.read(1)
+    if b.read(1):  # video_signal_type_present_flag
+        b.read(4)
+        if b.read(1):
+            b.read(24)
+    if b.read(1):
         b.ue()
         b.ue()
-    if b.u(1):  # timing_info_present_flag
-        b.u(32)
-        b.u(32)
-        b.u(1)
-    nal_hrd = b.u(1)
+    if b.read(1):  # timing_info_present_flag
+        b.read(32)
+        b.read(32)
+        b.read(1)
+    nal_hrd = b.read(1)
     if nal_hrd:
         _hrd(b)
-    vcl_hrd = b.u(1)
+    vcl_hrd = b.read(1)
     if vcl_hrd:
         _hrd(b)
     if nal_hrd or vcl_hrd:
-        b.u(1)
-    b.u(1)  # pic_struct_present_flag
-    if not b.u(1):  # bitstream_restriction_flag
+        b.read(1)
+    b.read(1)  # pic_struct_present_flag
+    if not b.read(1):  # bitstream_restriction_flag
         return None
-    b.u(1)
+    b.read(1)
     for _ in range(4):
         b.ue()
     return b.ue()  # max_num_reorder_frames
 
 
-def _hrd(b: _Bits) -> None:
+def _hrd(b: BitReader) -> None:
     count = b.ue() + 1
     if count > 32:
         raise SpsError(f"cpb_cnt {count} > 32")
-    b.u(8)
+    b.read(8)
     for _ in range(count):
         b.ue()
         b.ue()
-        b.u(1)
-    b.u(20)
+        b.read(1)
+    b.read(20)
 
 
 def h265_reorder(sps: bytes) -> ReorderInfo:
@@ -197,32 +168,32 @@ def h265_reorder(sps: bytes) -> ReorderInfo:
     `sps_max_num_reorder_pics`."""
     if not 4 <= len(sps) <= MAX_SPS_BYTES:
         raise SpsError(f"H.265 SPS of {len(sps)} bytes")
-    b = _Bits(rbsp(sps[2:]))
-    b.u(4)
-    sub_layers = b.u(3)  # sps_max_sub_layers_minus1
-    b.u(1)
-    b.skip(88)  # general profile space, tier, idc, compatibility and constraint flags
-    b.u(8)  # general_level_idc
-    present = [(b.u(1), b.u(1)) for _ in range(sub_layers)]
+    b = BitReader(rbsp(sps[2:]), SpsError)
+    b.read(4)
+    sub_layers = b.read(3)  # sps_max_sub_layers_minus1
+    b.read(1)
+    b.read(88)  # general profile space, tier, idc, compatibility and constraint flags
+    b.read(8)  # general_level_idc
+    present = [(b.read(1), b.read(1)) for _ in range(sub_layers)]
     if sub_layers:
-        b.skip(2 * (8 - sub_layers))
+        b.read(2 * (8 - sub_layers))
     for profile_present, level_present in present:
         if profile_present:
-            b.skip(88)
+            b.read(88)
         if level_present:
-            b.u(8)
+            b.read(8)
     b.ue()  # sps_seq_parameter_set_id
     if b.ue() == 3:  # chroma_format_idc
-        b.u(1)
+        b.read(1)
     b.ue()
     b.ue()
-    if b.u(1):  # conformance_window_flag
+    if b.read(1):  # conformance_window_flag
         for _ in range(4):
             b.ue()
     b.ue()
     b.ue()
     b.ue()  # log2_max_pic_order_cnt_lsb_minus4
-    ordering_info = b.u(1)
+    ordering_info = b.read(1)
     depth = 0
     for _ in range(0 if ordering_info else sub_layers, sub_layers + 1):
         b.ue()
