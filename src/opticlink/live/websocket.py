@@ -30,6 +30,12 @@ from opticlink.talk.session import TalkBusy, TalkSession, TalkUnavailable
 log = logging.getLogger(__name__)
 MAX_CONTROL_BYTES = 4096
 MAX_TALK_BYTES = 65536
+# Viewers of one camera: 64 browsers of a 4 Mbit/s stream are 256 Mbit/s, what one camera's share of a
+# gigabit link can carry; a wall of more uses sub-streams, and more than that is an attack.
+MAX_VIEWERS_PER_CAMERA = 64
+# A viewer whose socket takes nothing for this long is not reading (a frozen tab, a dead client): the hub
+# already skips its video, but its connection (and the audio queued for it) would stay forever.
+SEND_STALL_S = 30.0
 _numbers = itertools.count(1)
 
 
@@ -44,8 +50,13 @@ def talker_name(talker: str | None) -> str | None:
 async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession | None = None, *, user: str,
                        half_duplex: bool = False, talk_unavailable: str | None = None,
                        talk_refusal: str | None = None, on_event: Event | None = None) -> None:
-    """Send the camera's frames until the viewer leaves; a slow viewer only slows itself."""
+    """Send the camera's frames until the viewer leaves; a slow viewer only slows itself, and one that
+    stops reading for `SEND_STALL_S` is disconnected (4408). Past `MAX_VIEWERS_PER_CAMERA` a new
+    viewer is refused (4429)."""
     await websocket.accept()
+    if len(hub.viewers) >= MAX_VIEWERS_PER_CAMERA:
+        await websocket.close(code=4429, reason=f"this camera already has {MAX_VIEWERS_PER_CAMERA} viewers")
+        return
     loop = asyncio.get_running_loop()
     viewer = Viewer(user)
     hub.attach(viewer, loop.time())
@@ -62,11 +73,19 @@ async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession |
             messages = await viewer.get()
             if viewer.closed:
                 break
-            for message in messages:
-                if isinstance(message.data, str):
-                    await websocket.send_text(message.data)
-                else:
-                    await websocket.send_bytes(message.data)
+            try:
+                async with asyncio.timeout(SEND_STALL_S):
+                    for message in messages:
+                        if isinstance(message.data, str):
+                            await websocket.send_text(message.data)
+                        else:
+                            await websocket.send_bytes(message.data)
+            except TimeoutError:
+                log.warning("viewer %s of camera %s read nothing for %.0f s: disconnected", user, hub.camera,
+                            SEND_STALL_S)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(websocket.close(code=4408, reason="not reading"), 1.0)
+                break
             viewer.sent += len(messages)
             hub.record_latency(messages, loop.time())
     except (WebSocketDisconnect, RuntimeError, OSError):
