@@ -12,7 +12,7 @@ from opticlink.camera.corpus import TrafficRecorder
 from opticlink.camera.ingest import TrackState
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
-from opticlink.rtsp.client import ClientConfig, Event, MediaState, redact_url, split_url
+from opticlink.rtsp.client import ClientConfig, MediaState, redact_url, split_url
 from opticlink.sync.reports import SenderReportInfo
 
 
@@ -99,16 +99,9 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
     is fed every client event (what the camera sent, for `--save`)."""
     report = ProbeReport(redact_url(config.url), config.transport, seconds, config.transport,
                          backchannel_requested=config.backchannel)
-    session = CameraSession(config, name="probe", reconnect=False, on_frame=lambda frame: None)
     loop = asyncio.get_running_loop()
-    if recorder is not None:  # tap the session's event handler: the recorder sees each event first
-        handle = session._on_event
-
-        def tap(event: Event) -> None:
-            recorder.on_event(event, loop.time())
-            handle(event)
-
-        session._on_event = tap  # type: ignore[method-assign]
+    tap = None if recorder is None else (lambda event: recorder.on_event(event, loop.time()))
+    session = CameraSession(config, name="probe", reconnect=False, on_frame=lambda frame: None, on_client_event=tap)
     task = loop.create_task(session.run())
     started = loop.time()
     try:

@@ -62,6 +62,7 @@ class CameraSession:
         on_sender_report: Callable[[SenderReportInfo], None] | None = None,
         on_playing: Callable[[list[Track]], None] | None = None,
         on_frame: Callable[[MediaFrame], None] | None = None,
+        on_client_event: Callable[[Event], None] | None = None,
         reconnect: bool = True,
         jitter_wait: float = 0.05,
         audio_offset_ms: float = 0.0,
@@ -72,6 +73,7 @@ class CameraSession:
         self.on_unit = on_unit or (lambda track, unit: None)
         self.on_sender_report = on_sender_report or (lambda info: None)
         self.on_playing = on_playing or (lambda tracks: None)
+        self.on_client_event = on_client_event  # every RTSP client event, before the session acts on it
         self.on_frame = on_frame
         self.reconnect = reconnect
         self.jitter_wait = jitter_wait
@@ -212,6 +214,8 @@ class CameraSession:
                 self.on_frame(frame)
 
     def _on_event(self, event: Event) -> None:
+        if self.on_client_event is not None:
+            self.on_client_event(event)
         ingest = self.ingest
         if isinstance(event, RtpReceived):
             if ingest is not None:
