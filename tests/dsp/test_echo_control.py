@@ -6,10 +6,9 @@ import pytest
 from opticlink.dsp.echo import EchoCanceller
 from opticlink.dsp.g711 import from_float, to_float
 from opticlink.dsp.howling import HowlingGuard
-from opticlink.rtp.formats import AudioConfig
+from opticlink.media import AudioConfig, MediaFrame
 from opticlink.sim.echo import EchoPath
 from opticlink.sim.voice import synthetic_speech
-from opticlink.sync import MediaFrame
 from opticlink.talk.return_path import ReturnPath
 
 RATE = 8000

@@ -198,7 +198,7 @@ class Bench:
         published meanwhile): API time, loop lag, the good camera's frames and `measure()`."""
         loop = asyncio.get_running_loop()
         seen = Watch(seconds, rss_before_mb=rss_mb())
-        frames_before = self.good.hub.frames
+        frames_before = self.good.live.frames
         end = loop.time() + seconds
         while loop.time() < end:
             tick = loop.time()
@@ -213,7 +213,7 @@ class Bench:
             seen.statuses.append(status)
             if measure is not None:
                 seen.measure_max = max(seen.measure_max, measure())
-            seen.good_frames = self.good.hub.frames - frames_before
+            seen.good_frames = self.good.live.frames - frames_before
             if until is not None and seen.good_frames > GOOD_FRAMES_MIN and until(status):
                 break
         seen.rss_after_mb = rss_mb()

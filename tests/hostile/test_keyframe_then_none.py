@@ -2,7 +2,7 @@
 
 import asyncio
 
-from opticlink.hub.hub import MAX_GOP_BYTES
+from opticlink.live.feed import MAX_GOP_BYTES
 from tests.hostile.harness import H264_SDP, HostileCamera, assert_unharmed, bench, report, rtp
 
 PACKETS_PER_FRAME = 6  # 6 x 60 KB = 360 KB a frame, 10.8 MB/s at 30 fps: past 32 MiB in about 3 s
@@ -25,8 +25,8 @@ async def test_gop_cache_is_dropped_at_its_cap_until_the_next_keyframe(simulator
     camera = await HostileCamera(behaviour).start()
     try:
         async with bench(camera.url(), simulator) as b:
-            seen = await b.watch(5.0, lambda: b.bad.hub.gop_bytes)
-            overflows = b.bad.hub.gop_overflows
+            seen = await b.watch(5.0, lambda: b.bad.live.gop_bytes)
+            overflows = b.bad.live.gop_overflows
     finally:
         await camera.close()
     report("keyframe then none (10.8 MB/s)", seen, f"GOP cache at most {MAX_GOP_BYTES >> 20} MiB (MAX_GOP_BYTES)")

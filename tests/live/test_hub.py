@@ -1,7 +1,6 @@
-from opticlink.hub import CameraHub, Viewer
+from opticlink.live.feed import LiveFeed, Viewer
 from opticlink.live.protocol import FRAME, KEYFRAME, decode_frame_header
-from opticlink.rtp.formats import AudioConfig, VideoConfig
-from opticlink.sync import MediaFrame
+from opticlink.media import AudioConfig, MediaFrame, VideoConfig
 
 SPS = bytes.fromhex("6742c01ed9005005bb011000000300100000030320f162e480")
 VIDEO = VideoConfig("h264", (SPS, bytes.fromhex("68cb8cb2")))
@@ -24,7 +23,7 @@ def drain(viewer: Viewer) -> list[bytes]:
 
 
 def test_a_new_viewer_starts_with_the_config_and_the_latest_group_of_pictures():
-    hub = CameraHub("cam")
+    hub = LiveFeed("cam")
     for i, key in enumerate([True, False, False, True, False]):
         hub.publish(video(i * 40, key), 0.0)
         hub.publish(audio(i * 40), 0.0)
@@ -37,7 +36,7 @@ def test_a_new_viewer_starts_with_the_config_and_the_latest_group_of_pictures():
 
 
 def test_a_slow_viewer_loses_video_to_the_next_keyframe_keeps_its_audio_and_slows_nobody():
-    hub = CameraHub("cam")
+    hub = LiveFeed("cam")
     slow, fast = Viewer(max_delay=0.5), Viewer(max_delay=0.5)
     hub.attach(slow, 0.0)
     hub.attach(fast, 0.0)
@@ -61,7 +60,7 @@ def test_a_slow_viewer_loses_video_to_the_next_keyframe_keeps_its_audio_and_slow
 
 
 def test_audio_queued_for_a_viewer_that_never_reads_is_bounded():
-    hub = CameraHub("cam")
+    hub = LiveFeed("cam")
     stuck = Viewer(max_audio_delay=2.0)
     hub.attach(stuck, 0.0)
     for i in range(500):
@@ -70,7 +69,7 @@ def test_audio_queued_for_a_viewer_that_never_reads_is_bounded():
 
 
 def test_audio_can_be_switched_off_for_live_viewers():
-    hub = CameraHub("cam", audio=False)
+    hub = LiveFeed("cam", audio=False)
     viewer = Viewer()
     hub.attach(viewer, 0.0)
     hub.publish(video(0, True), 0.0)

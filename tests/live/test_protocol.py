@@ -6,10 +6,8 @@ import av
 import numpy as np
 
 from opticlink.live.protocol import decode_frame_header, encode_config, encode_frame, track_description
-from opticlink.rtp.formats import AudioConfig, VideoConfig
+from opticlink.media import AudioConfig, MediaFrame, VideoConfig, length_prefixed, split_annexb
 from opticlink.rtp.formats.aac import audio_specific_config
-from opticlink.rtp.formats.base import length_prefixed, split_annexb
-from opticlink.sync import MediaFrame
 
 
 def test_frame_header_round_trips_with_wall_clock():

@@ -50,7 +50,7 @@ async def test_a_viewer_that_stops_reading_is_disconnected_and_viewers_are_cappe
                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                          f"Authorization: Bearer {token}\r\n\r\n".encode())
             async with websockets.connect(url, max_queue=None, max_size=None, additional_headers=headers) as reader:
-                hub = service.cameras["cam1"].hub
+                hub = service.cameras["cam1"].live
                 for _ in range(50):
                     if len(hub.viewers) == 2:
                         break

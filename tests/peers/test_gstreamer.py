@@ -10,8 +10,7 @@ import pytest
 
 from opticlink.camera.session import CameraSession
 from opticlink.dsp.g711 import decode_g711, encode_g711
-from opticlink.rtp.formats import AccessUnit
-from opticlink.rtp.formats.base import split_length_prefixed
+from opticlink.media import AccessUnit, split_length_prefixed
 from opticlink.rtp.formats.g711 import G711Packetizer
 from opticlink.rtsp.client import ClientConfig
 from tests.peers.conftest import gstreamer_server

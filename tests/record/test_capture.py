@@ -158,10 +158,8 @@ async def test_a_camera_like_the_ones_that_broke_us_is_captured_in_order_and_in_
 
 
 def test_a_camera_that_changes_its_resolution_mid_stream_stays_decodable(tmp_path):
-    from opticlink.rtp.formats import VideoConfig
-    from opticlink.rtp.formats.base import length_prefixed
+    from opticlink.media import MediaFrame, VideoConfig, length_prefixed
     from opticlink.sim.media import is_parameter_set, synthetic_video
-    from opticlink.sync import MediaFrame
 
     writer = MatroskaWriter(tmp_path / "switch.mkv")
     pts = 0

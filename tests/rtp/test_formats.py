@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opticlink.media import split_annexb, split_length_prefixed
 from opticlink.rtp.formats import RtpFormat, create_depacketizer
 from opticlink.rtp.formats.aac import AacPacketizer, aac_fmtp, audio_specific_config, parse_audio_specific_config
-from opticlink.rtp.formats.base import split_annexb, split_length_prefixed
 from opticlink.rtp.formats.g711 import G711Packetizer
 from opticlink.rtp.formats.h264 import H264Packetizer, avc_decoder_configuration, codec_string
 from opticlink.rtp.formats.h265 import codec_string as hevc_codec_string

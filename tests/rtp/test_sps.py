@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from opticlink.rtp.formats.base import split_annexb
+from opticlink.media import split_annexb
 from opticlink.rtp.formats.sps import h264_reorder, h265_reorder, reorder_depth
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from opticlink.camera.probe import probe
+from opticlink.media import split_length_prefixed
 from opticlink.rtp.formats import create_depacketizer
-from opticlink.rtp.formats.base import split_length_prefixed
 from opticlink.rtp.formats.h264 import FU_A, STAP_A
 from opticlink.rtp.formats.h265 import FU, nal_type
 from opticlink.rtp.jitterbuffer import BufferedPacket

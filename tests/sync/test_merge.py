@@ -1,5 +1,5 @@
-from opticlink.rtp.formats import AudioConfig
-from opticlink.sync import FrameMerger, MediaFrame
+from opticlink.media import AudioConfig, MediaFrame
+from opticlink.sync import FrameMerger
 
 CONFIG = AudioConfig("pcmu", 8000)
 

@@ -248,7 +248,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/api/hub/latency")
     async def hub_latency() -> dict[str, object]:
         """Per-frame hub latency (camera session to WebSocket write), milliseconds."""
-        samples = [s for runtime in service.cameras.values() for s in runtime.hub.latencies]
+        samples = [s for runtime in service.cameras.values() for s in runtime.live.latencies]
         if not samples:
             return {"count": 0}
         ms = np.array(samples) * 1000
@@ -258,14 +258,14 @@ def create_app(service: Service) -> FastAPI:
     @app.delete("/api/hub/latency", status_code=204)
     async def reset_hub_latency(_: Admin) -> Response:
         for runtime in service.cameras.values():
-            runtime.hub.latencies.clear()
+            runtime.live.latencies.clear()
         return Response(status_code=204)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         for runtime in service.cameras.values():
-            viewers.labels(runtime.config.id).set(len(runtime.hub.viewers))
-            frames.labels(runtime.config.id).set(runtime.hub.frames)
+            viewers.labels(runtime.config.id).set(len(runtime.live.viewers))
+            frames.labels(runtime.config.id).set(runtime.live.frames)
             connected.labels(runtime.config.id).set(1 if runtime.session.state == "playing" else 0)
             client = runtime.session.client
             dropped.labels(runtime.config.id).set(client.connection.datagrams_dropped if client is not None else 0)
@@ -284,7 +284,7 @@ def create_app(service: Service) -> FastAPI:
         def event(action: str) -> None:
             gate.audit.record(action, user=who.name, address=address, camera=camera)
 
-        await serve_viewer(websocket, runtime.hub, runtime.talk, user=who.name,
+        await serve_viewer(websocket, runtime.live, runtime.talk, user=who.name,
                            half_duplex=runtime.config.half_duplex,
                            talk_unavailable=None if runtime.config.talkback else "talkback is off for this camera",
                            talk_refusal=who.talk_refusal(camera), on_event=event)

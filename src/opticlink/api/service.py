@@ -1,4 +1,4 @@
-"""The running service: a camera session and a hub per configured camera."""
+"""The running service: per configured camera, its session, frame bus and consumers (live feed, talk)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from opticlink.auth.policy import RequestPolicy
 from opticlink.auth.redact import install_log_redaction, redact
 from opticlink.auth.sessions import SessionPolicy
 from opticlink.camera.session import CameraSession
-from opticlink.hub import CameraHub
+from opticlink.hub import FrameBus, Subscription
+from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import talker_name
+from opticlink.media import MediaFrame
 from opticlink.rtsp.client import ClientConfig
 from opticlink.store import Database
 from opticlink.talk.return_path import ReturnPath
@@ -27,11 +29,13 @@ from opticlink.talk.session import TalkSession
 @dataclass(slots=True)
 class CameraRuntime:
     config: CameraConfig
-    hub: CameraHub
+    bus: FrameBus
+    live: LiveFeed
     session: CameraSession
     talk: TalkSession | None = None
     return_path: ReturnPath | None = None
     task: asyncio.Task[None] | None = None
+    consumers: list[tuple[Subscription, asyncio.Task[None] | None]] = field(default_factory=list)
     extras: dict[str, object] = field(default_factory=dict)
 
     def status(self) -> dict[str, object]:
@@ -44,15 +48,15 @@ class CameraRuntime:
             "connects": session.connects,
             "error": redact(str(session.last_error), [self.config.password, urlsplit(self.config.url).password])
             if session.last_error and not playing else None,
-            "problems": session.problems() + self.hub.problems(),  # what is wrong with what a playing camera sends
+            "problems": session.problems() + self.live.problems(),  # what is wrong with what a playing camera sends
             "transport": connection.transport if connection is not None else None,  # tcp or udp, used or tried
             "transport_requested": self.config.transport,
             "fallbacks": list(connection.fallbacks) if connection is not None else [],
             "media": [asdict(m) for m in connection.media_states(_now())] if connection is not None else [],
             "datagrams_dropped": connection.datagrams_dropped if connection is not None else 0,
             "viewers": [{"name": v.name, "sent": v.sent, "dropped_video": v.dropped_video,
-                         "dropped_audio": v.dropped_audio} for v in self.hub.viewers],
-            "frames": self.hub.frames,
+                         "dropped_audio": v.dropped_audio} for v in self.live.viewers],
+            "frames": self.live.frames,
             "tracks": [{"index": t.index, "kind": t.kind, "codec": t.format.encoding, "clock_rate": t.format.clock_rate,
                         "backchannel": t.backchannel} for t in session.tracks],
             "sync": asdict(sync) if sync is not None else None,
@@ -90,15 +94,14 @@ def _now() -> float:
         return time.monotonic()
 
 
-def _publisher(hub: CameraHub, return_path: ReturnPath | None):  # type: ignore[no-untyped-def]
-    def publish(frame) -> None:  # type: ignore[no-untyped-def]
-        now = asyncio.get_running_loop().time()
-        hub.publish(return_path.process(frame, now) if return_path is not None else frame, now)
+def _publisher(bus: FrameBus) -> Callable[[MediaFrame], None]:
+    def publish(frame: MediaFrame) -> None:
+        bus.publish(frame, asyncio.get_running_loop().time())
 
     return publish
 
 
-def _announce_lost(hub: CameraHub) -> Callable[[str], None]:
+def _announce_lost(hub: LiveFeed) -> Callable[[str], None]:
     """Tell every viewer that the camera's speaker went away: the talker's talk ends with the reason."""
     def lost(reason: str) -> None:
         message = {"type": "talk", "talking": None, "state": "error",
@@ -122,19 +125,24 @@ class Service:
         self.cameras: dict[str, CameraRuntime] = {}
         self.server_task: asyncio.Task[None] | None = None  # the web server serving this service
         for camera in config.cameras:
-            hub = CameraHub(camera.id, camera.title, audio=camera.live_audio)
+            bus = FrameBus(camera.id)
+            live = LiveFeed(camera.id, camera.title, audio=camera.live_audio)
             client = ClientConfig(camera.url, username=camera.username, password=camera.password,
                                   transport=camera.transport, udp_any_port=camera.udp_any_port,
                                   basic_auth=camera.basic_auth)
             session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
             return_path = ReturnPath(lambda session=session: session.epoch) if camera.talkback else None
-            session.on_frame = _publisher(hub, return_path)
+            if return_path is not None:
+                bus.add_filter("echo", return_path.process)
+            session.on_frame = _publisher(bus)
             talk = (TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
                                 keep_open=camera.keep_backchannel_open,
                                 on_sent=return_path.far if return_path is not None else None,
-                                on_lost=_announce_lost(hub))
+                                on_lost=_announce_lost(live))
                     if camera.talkback else None)
-            self.cameras[camera.id] = CameraRuntime(camera, hub, session, talk, return_path)
+            runtime = CameraRuntime(camera, bus, live, session, talk, return_path)
+            runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo" if return_path else None), None))
+            self.cameras[camera.id] = runtime
 
     async def start(self) -> None:
         # no camera password in any log line, whoever writes it (the RTSP layer quotes URLs and answers)
@@ -143,6 +151,8 @@ class Service:
         self.gate.sessions.purge()  # sessions that expired while the service was down
         loop = asyncio.get_running_loop()
         for runtime in self.cameras.values():
+            live, _ = runtime.consumers[0]
+            runtime.consumers[0] = (live, loop.create_task(runtime.live.run(live), name=f"live-{runtime.config.id}"))
             runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
 
     async def stop(self) -> None:
@@ -154,5 +164,10 @@ class Service:
                 runtime.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await runtime.task
-            for viewer in list(runtime.hub.viewers):
-                runtime.hub.detach(viewer)
+            for subscription, task in runtime.consumers:
+                runtime.bus.unsubscribe(subscription)
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(task, 5.0)
+            for viewer in list(runtime.live.viewers):
+                runtime.live.detach(viewer)

@@ -40,6 +40,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from opticlink import __version__
 from opticlink.camera.ingest import CameraIngest
 from opticlink.errors import OpticLinkError, SdpParseError
+from opticlink.media import MediaFrame
 from opticlink.rtp.formats import is_supported
 from opticlink.rtsp.client import (
     BackchannelUnavailable,
@@ -57,7 +58,7 @@ from opticlink.rtsp.client import (
 )
 from opticlink.rtsp.headers import PlayRange, RtpInfo
 from opticlink.rtsp.sdp import SessionDescription
-from opticlink.sync import MediaFrame, SyncEngine, SyncStats
+from opticlink.sync import SyncEngine, SyncStats
 from opticlink.sync.engine import TrackInfo
 from opticlink.sync.reports import SenderReportInfo
 

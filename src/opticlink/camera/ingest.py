@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from opticlink.errors import RtcpParseError
-from opticlink.rtp.formats import AccessUnit
+from opticlink.media import AccessUnit
 from opticlink.rtp.receiver import TrackReceiver
 from opticlink.rtp.rtcp import (
     NTP_EPOCH_OFFSET,

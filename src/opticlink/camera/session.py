@@ -19,7 +19,7 @@ from typing import Literal
 
 from opticlink.camera.ingest import CameraIngest
 from opticlink.errors import RtspError
-from opticlink.rtp.formats import AccessUnit
+from opticlink.media import AccessUnit, MediaFrame
 from opticlink.rtsp.aio import RtspClient
 from opticlink.rtsp.client import (
     BackchannelUnavailable,
@@ -31,7 +31,7 @@ from opticlink.rtsp.client import (
     Track,
     redact_url,
 )
-from opticlink.sync import FrameMerger, MediaFrame, SyncEngine, SyncStats
+from opticlink.sync import FrameMerger, SyncEngine, SyncStats
 from opticlink.sync.engine import MAX_PENDING_SOURCES, TrackInfo
 from opticlink.sync.reports import SenderReportInfo
 

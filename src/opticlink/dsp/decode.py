@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from opticlink.rtp.formats import AudioConfig
+from opticlink.media import AudioConfig
 
 _PYAV = {"pcmu": "pcm_mulaw", "pcma": "pcm_alaw", "aac": "aac"}
 

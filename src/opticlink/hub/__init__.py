@@ -1,5 +1,5 @@
-"""Fan-out of each camera's timed frames to its live viewers."""
+"""The camera's frame bus: the camera session publishes each frame once; consumers subscribe."""
 
-from opticlink.hub.hub import CameraHub, Message, Viewer
+from opticlink.hub.bus import FrameBus, Gap, Queued, Subscription
 
-__all__ = ["CameraHub", "Message", "Viewer"]
+__all__ = ["FrameBus", "Gap", "Queued", "Subscription"]

@@ -30,8 +30,8 @@ import base64
 import json
 import struct
 
-from opticlink.rtp.formats import AudioConfig, CodecConfig, VideoConfig, h264, h265
-from opticlink.sync.frame import MediaFrame
+from opticlink.media import AudioConfig, CodecConfig, MediaFrame, VideoConfig
+from opticlink.rtp.formats import h264, h265
 
 CONFIG, FRAME, TALK = 1, 2, 3
 KEYFRAME, DISCONTINUITY, REANCHORED = 1, 2, 4

@@ -1,4 +1,4 @@
-"""The live endpoint: one WebSocket per viewer, fed from its bounded queue in the hub.
+"""The live endpoint: one WebSocket per viewer, fed from its bounded queue in the live feed.
 
 What the viewer sends back is talk: JSON control (start, stop) and binary talk frames, each
 checked; a malformed or oversized frame is refused and logged (rate-limited), and neither the
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
-from opticlink.hub import CameraHub, Viewer
+from opticlink.live.feed import LiveFeed, Viewer
 from opticlink.live.protocol import TalkFrameError, decode_talk
 from opticlink.talk.session import TalkBusy, TalkSession, TalkUnavailable
 
@@ -33,7 +33,7 @@ MAX_TALK_BYTES = 65536
 # Viewers of one camera: 64 browsers of a 4 Mbit/s stream are 256 Mbit/s, what one camera's share of a
 # gigabit link can carry; a wall of more uses sub-streams, and more than that is an attack.
 MAX_VIEWERS_PER_CAMERA = 64
-# A viewer whose socket takes nothing for this long is not reading (a frozen tab, a dead client): the hub
+# A viewer whose socket takes nothing for this long is not reading (a frozen tab, a dead client): the feed
 # already skips its video, but its connection (and the audio queued for it) would stay forever.
 SEND_STALL_S = 30.0
 _numbers = itertools.count(1)
@@ -47,19 +47,19 @@ def talker_name(talker: str | None) -> str | None:
     return None if talker is None else talker.rpartition("#")[0] or talker
 
 
-async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession | None = None, *, user: str,
+async def serve_viewer(websocket: WebSocket, feed: LiveFeed, talk: TalkSession | None = None, *, user: str,
                        half_duplex: bool = False, talk_unavailable: str | None = None,
                        talk_refusal: str | None = None, on_event: Event | None = None) -> None:
     """Send the camera's frames until the viewer leaves; a slow viewer only slows itself, and one that
     stops reading for `SEND_STALL_S` is disconnected (4408). Past `MAX_VIEWERS_PER_CAMERA` a new
     viewer is refused (4429)."""
     await websocket.accept()
-    if len(hub.viewers) >= MAX_VIEWERS_PER_CAMERA:
+    if len(feed.viewers) >= MAX_VIEWERS_PER_CAMERA:
         await websocket.close(code=4429, reason=f"this camera already has {MAX_VIEWERS_PER_CAMERA} viewers")
         return
     loop = asyncio.get_running_loop()
     viewer = Viewer(user)
-    hub.attach(viewer, loop.time())
+    feed.attach(viewer, loop.time())
     event = on_event or (lambda action: None)
     event("watch_start")
     reason = (talk_unavailable or "this camera has no talkback") if talk is None else talk_refusal
@@ -67,7 +67,7 @@ async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession |
                   "available": reason is None, "reason": reason}
     viewer.offer_text(json.dumps(talk_state), loop.time())
     owner = f"{user}#{next(_numbers)}"
-    reader = loop.create_task(_receive(websocket, viewer, hub, talk, owner, half_duplex, reason, event))
+    reader = loop.create_task(_receive(websocket, viewer, feed, talk, owner, half_duplex, reason, event))
     try:
         while not viewer.closed:
             messages = await viewer.get()
@@ -81,17 +81,17 @@ async def serve_viewer(websocket: WebSocket, hub: CameraHub, talk: TalkSession |
                         else:
                             await websocket.send_bytes(message.data)
             except TimeoutError:
-                log.warning("viewer %s of camera %s read nothing for %.0f s: disconnected", user, hub.camera,
+                log.warning("viewer %s of camera %s read nothing for %.0f s: disconnected", user, feed.camera,
                             SEND_STALL_S)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(websocket.close(code=4408, reason="not reading"), 1.0)
                 break
             viewer.sent += len(messages)
-            hub.record_latency(messages, loop.time())
+            feed.record_latency(messages, loop.time())
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     finally:
-        hub.detach(viewer)
+        feed.detach(viewer)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
@@ -116,7 +116,7 @@ class _RateLimitedLog:
             self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
 
 
-async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: TalkSession | None, owner: str,
+async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: TalkSession | None, owner: str,
                    half_duplex: bool, refusal: str | None, event: Event) -> None:
     loop = asyncio.get_running_loop()
     warn = _RateLimitedLog()
@@ -125,7 +125,7 @@ async def _receive(websocket: WebSocket, viewer: Viewer, hub: CameraHub, talk: T
         viewer.offer_text(json.dumps({"type": "talk", **state}), loop.time())
 
     def announce() -> None:
-        hub.broadcast(json.dumps({"type": "talk", "talking": talker_name(talk.talker) if talk else None}),
+        feed.broadcast(json.dumps({"type": "talk", "talking": talker_name(talk.talker) if talk else None}),
                       loop.time())
 
     try:

@@ -25,9 +25,7 @@ import numpy as np
 
 from opticlink.dsp.decode import AudioDecoder
 from opticlink.dsp.timeline import TimelineResampler
-from opticlink.rtp.formats import AudioConfig, VideoConfig
-from opticlink.rtp.formats.base import split_length_prefixed
-from opticlink.sync.frame import MediaFrame
+from opticlink.media import AudioConfig, MediaFrame, VideoConfig, split_length_prefixed
 
 log = logging.getLogger(__name__)
 START_CODE = b"\x00\x00\x00\x01"

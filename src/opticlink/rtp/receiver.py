@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from opticlink.errors import RtpParseError
-from opticlink.rtp.formats import AccessUnit, Depacketizer, RtpFormat, create_depacketizer
+from opticlink.media import AccessUnit
+from opticlink.rtp.formats import Depacketizer, RtpFormat, create_depacketizer
 from opticlink.rtp.jitterbuffer import BufferedPacket, JitterBuffer, Loss, Released
 from opticlink.rtp.packet import RtpPacket
 from opticlink.rtp.rtcp import ReportBlock, SenderReport, ntp_middle32

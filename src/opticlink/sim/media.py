@@ -24,8 +24,8 @@ import numpy as np
 
 from opticlink.dsp.files import read_audio
 from opticlink.dsp.g711 import encode_g711
+from opticlink.media import split_annexb
 from opticlink.rtp.formats.aac import audio_specific_config
-from opticlink.rtp.formats.base import split_annexb
 
 CLIP_MAGIC = b"OLCLIP1\n"
 VideoCodec = Literal["h264", "h265"]

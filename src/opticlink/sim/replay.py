@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from opticlink.rtp.formats import AccessUnit
+from opticlink.media import AccessUnit
 from opticlink.rtp.receiver import TrackReceiver
 from opticlink.rtp.rtcp import NTP_EPOCH_OFFSET, SenderReport, parse_rtcp
 from opticlink.sim.camera import CameraModel

@@ -37,11 +37,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opticlink.rtp.formats import AccessUnit, CodecConfig, VideoConfig
+from opticlink.media import AccessUnit, CodecConfig, MediaFrame, VideoConfig
 from opticlink.rtp.formats.sps import reorder_depth
 from opticlink.sync.decode import DecodeTimes
 from opticlink.sync.floor import FloorEstimator
-from opticlink.sync.frame import MediaFrame
 from opticlink.sync.reports import BogusReport, ReportMapping, SenderReportInfo
 
 MASTER_SLEW = 0.0005  # seconds of correction per second on the master (audio) track

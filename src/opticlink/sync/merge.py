@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from opticlink.sync.frame import MediaFrame
+from opticlink.media import MediaFrame
 
 MAX_HELD = 4096  # frames held across all tracks: past this the oldest go out whatever the others do
 

@@ -16,8 +16,7 @@ import numpy as np
 from opticlink.dsp.echo import EchoCanceller
 from opticlink.dsp.g711 import from_float, to_float
 from opticlink.dsp.howling import HowlingGuard
-from opticlink.rtp.formats import AudioConfig
-from opticlink.sync.frame import MediaFrame
+from opticlink.media import AudioConfig, MediaFrame
 
 CLEANABLE = ("pcmu", "pcma", "l16")
 

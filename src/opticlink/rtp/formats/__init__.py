@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from opticlink.rtp.formats.aac import AacDepacketizer
-from opticlink.rtp.formats.base import (
-    AccessUnit,
-    AudioConfig,
-    CodecConfig,
-    Depacketizer,
-    RtpFormat,
-    VideoConfig,
-)
+from opticlink.rtp.formats.base import Depacketizer, RtpFormat
 from opticlink.rtp.formats.g711 import G711Depacketizer
 from opticlink.rtp.formats.h264 import H264Depacketizer
 from opticlink.rtp.formats.h265 import H265Depacketizer
 from opticlink.rtp.formats.l16 import L16Depacketizer
 
-__all__ = ["AccessUnit", "AudioConfig", "CodecConfig", "Depacketizer", "RtpFormat", "VideoConfig",
-           "create_depacketizer", "is_supported"]
+__all__ = ["Depacketizer", "RtpFormat", "create_depacketizer", "is_supported"]
 
 _DEPACKETIZERS = {
     "H264": H264Depacketizer,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 
 from opticlink.errors import RtpParseError
-from opticlink.rtp.formats.base import MAX_UNIT_BYTES, AccessUnit, AudioConfig, RtpFormat
+from opticlink.media import AccessUnit, AudioConfig
+from opticlink.rtp.formats.base import MAX_UNIT_BYTES, RtpFormat
 from opticlink.rtp.formats.bits import BitReader
 from opticlink.rtp.jitterbuffer import BufferedPacket
 from opticlink.rtp.packet import build_rtp

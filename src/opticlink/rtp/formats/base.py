@@ -1,10 +1,11 @@
-"""What every RTP payload format shares: the format description, codec configs and access units."""
+"""What every RTP payload format shares: the format description, the depacketizer protocol, NAL unit assembly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opticlink.media import AccessUnit, CodecConfig, VideoConfig, length_prefixed
 from opticlink.rtp.jitterbuffer import BufferedPacket
 from opticlink.rtp.packet import build_rtp
 
@@ -28,31 +29,6 @@ class RtpFormat:
         return ";".join(f"{k}={v}" for k, v in self.fmtp.items())
 
 
-@dataclass(frozen=True, slots=True)
-class VideoConfig:
-    """Parameter sets of an H.264 (SPS, PPS) or H.265 (VPS, SPS, PPS) stream."""
-
-    codec: str  # "h264" or "h265"
-    parameter_sets: tuple[bytes, ...]
-
-    @property
-    def complete(self) -> bool:
-        return len(self.parameter_sets) == (2 if self.codec == "h264" else 3) and all(self.parameter_sets)
-
-
-@dataclass(frozen=True, slots=True)
-class AudioConfig:
-    """An audio stream's codec, rate and channels; `extra` is AAC's AudioSpecificConfig."""
-
-    codec: str  # "pcmu", "pcma", "aac", "l16"
-    sample_rate: int
-    channels: int = 1
-    extra: bytes = b""
-    frame_samples: int = 0  # AAC: samples per access unit (1024 or 960)
-
-
-CodecConfig = VideoConfig | AudioConfig
-
 # The most one access unit may hold while it is gathered. A 4K camera's keyframe at its top quality
 # is 1-2 MB; 8 MiB leaves four times that and still bounds what one track holds when a unit never
 # ends (an FU-A without its end bit, a timestamp that never changes, no marker): the unit is dropped.
@@ -61,27 +37,6 @@ MAX_UNIT_BYTES = 8 << 20
 # a 1 MB keyframe; five times that. Tiny NAL units (a STAP-A packs 20,000 of one byte) would otherwise
 # cost far more memory per byte than MAX_UNIT_BYTES says.
 MAX_UNIT_NALUS = 4096
-
-
-@dataclass(slots=True)
-class AccessUnit:
-    """One decodable unit: a video frame or an audio frame, with its RTP timestamp.
-
-    Video `data` is NAL units each prefixed by a 4-byte big-endian length (the avcC/hvcC layout
-    WebCodecs and Matroska take); audio `data` is the codec's frame (G.711 and L16 samples, one raw
-    AAC frame). `arrival` is when its first packet came off the network (seconds), `duration` is in
-    RTP ticks (0 when unknown), `discontinuity` marks the first unit after packets were lost, `ssrc`
-    is the source it came from.
-    """
-
-    timestamp: int
-    data: bytes
-    keyframe: bool
-    config: CodecConfig
-    arrival: float
-    duration: int = 0
-    discontinuity: bool = False
-    ssrc: int = 0
 
 
 class Depacketizer(Protocol):
@@ -192,42 +147,3 @@ class NalPacketizer:
                                      marker=i == last))
             self.sequence = (self.sequence + 1) & 0xFFFF
         return packets
-
-
-def length_prefixed(nalus: list[bytes]) -> bytes:
-    """NAL units in the 4-byte length-prefixed layout."""
-    return b"".join(len(n).to_bytes(4, "big") + n for n in nalus)
-
-
-def split_length_prefixed(data: bytes) -> list[bytes]:
-    """The NAL units of a 4-byte length-prefixed buffer."""
-    out, offset, n = [], 0, len(data)
-    while offset + 4 <= n:
-        size = int.from_bytes(data[offset : offset + 4], "big")
-        out.append(data[offset + 4 : offset + 4 + size])
-        offset += 4 + size
-    return out
-
-
-def split_annexb(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex B byte stream (start codes 00 00 01 or 00 00 00 01)."""
-    out: list[bytes] = []
-    start = _next_start_code(data, 0)
-    while start is not None:
-        begin = start[1]
-        following = _next_start_code(data, begin)
-        end = following[0] if following else len(data)
-        nal = data[begin:end]
-        while nal.endswith(b"\x00"):
-            nal = nal[:-1]
-        if nal:
-            out.append(bytes(nal))
-        start = following
-    return out
-
-
-def _next_start_code(data: bytes, offset: int) -> tuple[int, int] | None:
-    i = data.find(b"\x00\x00\x01", offset)
-    if i < 0:
-        return None
-    return (i - 1 if i > 0 and data[i - 1] == 0 else i), i + 3

@@ -6,7 +6,8 @@ cameras only accept large talk packets (up to 160 ms), others want the usual 20 
 
 from __future__ import annotations
 
-from opticlink.rtp.formats.base import AccessUnit, AudioConfig, RtpFormat
+from opticlink.media import AccessUnit, AudioConfig
+from opticlink.rtp.formats.base import RtpFormat
 from opticlink.rtp.jitterbuffer import BufferedPacket
 from opticlink.rtp.packet import build_rtp
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from opticlink.rtp.formats.base import AccessUnit, NalPacketizer, RtpFormat, UnitAssembly, VideoConfig
+from opticlink.media import AccessUnit, VideoConfig
+from opticlink.rtp.formats.base import NalPacketizer, RtpFormat, UnitAssembly
 from opticlink.rtp.jitterbuffer import BufferedPacket
 
 NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from opticlink.rtp.formats.base import AccessUnit, AudioConfig, RtpFormat
+from opticlink.media import AccessUnit, AudioConfig
+from opticlink.rtp.formats.base import RtpFormat
 from opticlink.rtp.jitterbuffer import BufferedPacket
 
 

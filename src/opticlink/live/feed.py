@@ -1,11 +1,12 @@
-"""Fan-out of one camera's frames to its viewers, never slowed by any of them.
+"""The live feed: one camera's frames from its bus to its viewers, never slowed by any of them.
 
-Each frame is encoded once and offered to every viewer's bounded queue. A new viewer gets the
-codec configuration and the current group of pictures (from the latest keyframe), so its picture
-starts at once. A viewer whose oldest queued video is more than `max_delay` old, or whose queue
-holds more than `max_bytes`, loses its queued video and skips to the next keyframe; its audio is
-kept (it is small and its loss is heard), up to the newest `max_audio_delay` seconds. The camera
-session and the other viewers never wait.
+The feed takes the camera's frames from its own subscription on the frame bus (after the echo-
+cancelling filter when the camera has talkback). Each frame is encoded once and offered to every
+viewer's bounded queue. A new viewer gets the codec configuration and the current group of pictures
+(from the latest keyframe), so its picture starts at once. A viewer whose oldest queued video is
+more than `max_delay` old, or whose queue holds more than `max_bytes`, loses its queued video and
+skips to the next keyframe; its audio is kept (it is small and its loss is heard), up to the newest
+`max_audio_delay` seconds. The camera session and the other viewers never wait.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
+from opticlink.hub.bus import Subscription
 from opticlink.live.protocol import encode_config, encode_frame, track_description
-from opticlink.rtp.formats import CodecConfig
-from opticlink.sync.frame import MediaFrame
+from opticlink.media import CodecConfig, MediaFrame
 
 # The group of pictures kept for a new viewer (from the latest keyframe on) is dropped past either
 # cap, until the next keyframe: the viewer then waits for that keyframe instead. Cameras send a
@@ -105,8 +106,8 @@ class Viewer:
         self._ready.set()
 
 
-class CameraHub:
-    """The fan-out point of one camera."""
+class LiveFeed:
+    """The live fan-out of one camera: viewers, the GOP cache, frames encoded once in the wire format."""
 
     def __init__(self, camera: str, name: str = "", *, audio: bool = True) -> None:
         self.camera = camera
@@ -138,8 +139,15 @@ class CameraHub:
     def config_message(self) -> bytes | None:
         return self._config_message
 
-    def publish(self, frame: MediaFrame, now: float) -> None:
-        """Offer a frame to every viewer (called by the camera session, never blocks)."""
+    async def run(self, subscription: Subscription) -> None:
+        """Feed the viewers from the camera's bus until the subscription closes."""
+        loop = asyncio.get_running_loop()
+        while not subscription.closed:
+            for queued in await subscription.get():
+                self.publish(queued.frame, loop.time(), queued.published)
+
+    def publish(self, frame: MediaFrame, now: float, published: float | None = None) -> None:
+        """Offer a frame to every viewer (never blocks); `published`: when the bus got it (else `now`)."""
         if frame.kind == "audio" and not self.audio:
             return
         self.frames += 1
@@ -152,7 +160,8 @@ class CameraHub:
             for viewer in self.viewers:
                 viewer.offer(config, now)
         video = frame.kind == "video"
-        message = Message(encode_frame(frame), video, frame.keyframe, now, audio=not video)
+        message = Message(encode_frame(frame), video, frame.keyframe, now if published is None else published,
+                          audio=not video)
         if video:
             if self._video_track is None:
                 self._video_track = frame.track
