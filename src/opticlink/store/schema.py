@@ -9,15 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     inspect,
     select,
 )
@@ -82,11 +85,74 @@ audit = Table(
 )
 
 
+# Recording. A segment is one file of about a minute; a run is an unbroken stretch of recording of one
+# camera (a reconnect, a gap, a restart begins a new run). Media time (`media_*_us`) is the run's
+# recording clock in microseconds, continuous across the run's segments: file time 0 of a segment is
+# its `media_start_us`. Wall time (`*_wall`, Unix seconds) is kept apart: a segment's wall start comes
+# from the camera's Sender Reports when it sends them (`wall_source` "camera"), else the server clock
+# ("server"); within a segment wall time runs linearly from `start_wall` to `end_wall`.
+segments = Table(
+    "segments", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera", String(64), nullable=False),
+    Column("run", Integer, nullable=False),  # segments of a run play one after the other with no gap
+    Column("path", String(400), nullable=False, unique=True),  # relative to the recordings folder
+    Column("state", String(16), nullable=False),  # writing (being written, or a crash left it), done
+    Column("start_wall", Float, nullable=False),
+    Column("end_wall", Float, nullable=False),
+    Column("media_start_us", BigInteger, nullable=False),
+    Column("media_end_us", BigInteger, nullable=False),
+    Column("wall_source", String(16), nullable=False),  # camera, server
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("frames", Integer, nullable=False, default=0),  # video frames (audio frames for an audio-only camera)
+    Column("video_codec", String(16)),  # h264, h265; NULL: no video track
+    Column("audio_codec", String(16)),  # pcmu, pcma, l16, aac; NULL: no audio track (record_audio: false)
+    Column("keyframes", Text, nullable=False, default="[]"),  # JSON: media_us of each video keyframe in the file
+    Index("segments_camera_wall", "camera", "start_wall"),
+)
+
+# Time a camera was not recorded, and why: camera offline, reconnect, disk full, recorder overflow, stopped.
+gaps = Table(
+    "gaps", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera", String(64), nullable=False),
+    Column("start_wall", Float, nullable=False),
+    Column("end_wall", Float),  # NULL: still going on
+    Column("cause", String(32), nullable=False),
+    Column("detail", String(400)),
+    Index("gaps_camera_wall", "camera", "start_wall"),
+)
+
+# Files to delete (Moonfire NVR's garbage list): a segment's row moves here in the transaction that
+# removes it; the file is unlinked after, and the row goes once the file is gone. A crash in between
+# leaves a row whose deletion is retried; never an indexed segment without its file.
+garbage = Table(
+    "garbage", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", String(400), nullable=False, unique=True),
+)
+
+# What an admin changed on the page, per camera, over the YAML's values (JSON of CameraConfig fields).
+camera_settings = Table(
+    "camera_settings", metadata,
+    Column("camera", String(64), primary_key=True),
+    Column("settings", Text, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+V1 = ("schema_version", "users", "talk_permissions", "sessions", "api_tokens", "login_links", "audit")
+V2 = ("segments", "gaps", "garbage", "camera_settings")
+
+
 def _create_v1(connection: Connection) -> None:
-    metadata.create_all(connection)
+    metadata.create_all(connection, tables=[metadata.tables[name] for name in V1])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+def _create_v2(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[metadata.tables[name] for name in V2])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2]
 
 
 def migrate(connection: Connection) -> int:
