@@ -23,7 +23,10 @@ class CameraConfig(BaseModel):
     basic_auth: bool = False  # answer Basic (the password in clear text) only on a link you trust; else Digest only
     audio_offset_ms: float = Field(0.0, ge=-2000, le=2000)  # positive delays the camera's sound
     live_audio: bool = True  # send the camera's audio to live viewers
-    record_audio: bool = True  # keep audio in recordings
+    record: bool = True  # record this camera continuously (when the service records: `record` below)
+    record_audio: bool = True  # keep audio in recordings (false: silent video, no audio track at all)
+    retain_days: float | None = Field(None, gt=0)  # recordings of this camera older than this are deleted
+    retain_gb: float | None = Field(None, gt=0)  # ... and the oldest past this much of this camera's
     talkback: bool = True  # allow talking to the camera's speaker
     talk_packet_ms: int = Field(20, ge=20, le=160)  # backchannel packet duration some cameras need
     keep_backchannel_open: bool = False  # else it opens when talk starts and closes when idle
@@ -58,13 +61,22 @@ class ServiceConfig(BaseModel):
     origins: list[str] = Field(default_factory=list)  # other page origins allowed to open the live WebSocket
     session_idle_minutes: float = Field(720.0, gt=0)  # a login ends after this long without a request (12 h)
     session_max_hours: float = Field(168.0, gt=0)  # ... and this long after it began, regardless (7 days)
+    record: bool = False  # continuous recording of every camera with `record: true` (`serve` turns it on)
+    recordings_dir: Path | None = None  # where segments go; default data_dir/recordings
+    segment_seconds: float = Field(60.0, ge=2, le=600)  # a new segment file at the first keyframe after this
+    retain_gb: float | None = Field(None, gt=0)  # all recordings together: the oldest go past this
+    min_free_gb: float = Field(1.0, ge=0)  # ... and whenever the disk has less free than this
+
+    @property
+    def recordings_root(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @model_validator(mode="after")
     def _paths(self, info: ValidationInfo) -> ServiceConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         base = (info.context or {}).get("base")  # the YAML's folder: relative paths are relative to it
-        for name in ("data_dir", "tls_cert", "tls_key"):
+        for name in ("data_dir", "tls_cert", "tls_key", "recordings_dir"):
             value = getattr(self, name)
             if value is not None:
                 value = value.expanduser()
@@ -76,4 +88,5 @@ def load_config(path: str | Path) -> ServiceConfig:
     """Read a YAML file: `cameras: [{id, name, url, ...}]` and optional `host`, `port`."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     data.setdefault("database", "file")  # a configured service keeps its users
+    data.setdefault("record", True)  # ... and records its cameras
     return ServiceConfig.model_validate(data, context={"base": Path(path).resolve().parent})

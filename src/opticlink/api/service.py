@@ -20,8 +20,10 @@ from opticlink.hub import FrameBus, Subscription
 from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import talker_name
 from opticlink.media import MediaFrame
+from opticlink.record.recorder import Recorder
 from opticlink.rtsp.client import ClientConfig
 from opticlink.store import Database
+from opticlink.store.recordings import Recordings
 from opticlink.talk.return_path import ReturnPath
 from opticlink.talk.session import TalkSession
 
@@ -35,6 +37,7 @@ class CameraRuntime:
     talk: TalkSession | None = None
     return_path: ReturnPath | None = None
     task: asyncio.Task[None] | None = None
+    recorder: Recorder | None = None
     consumers: list[tuple[Subscription, asyncio.Task[None] | None]] = field(default_factory=list)
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -124,6 +127,7 @@ class Service:
                                                 absolute=config.session_max_hours * 3600))
         self.cameras: dict[str, CameraRuntime] = {}
         self.server_task: asyncio.Task[None] | None = None  # the web server serving this service
+        self.recordings = Recordings(self.database)
         for camera in config.cameras:
             bus = FrameBus(camera.id)
             live = LiveFeed(camera.id, camera.title, audio=camera.live_audio)
@@ -142,7 +146,30 @@ class Service:
                     if camera.talkback else None)
             runtime = CameraRuntime(camera, bus, live, session, talk, return_path)
             runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo" if return_path else None), None))
+            if config.record and camera.record:
+                runtime.recorder = self._recorder(runtime)
+                runtime.consumers.append((runtime.recorder.subscription, None))
             self.cameras[camera.id] = runtime
+
+    def _recorder(self, runtime: CameraRuntime) -> Recorder:
+        """The camera's recorder: a `gaps` subscription on its bus (frames as the camera sent them)."""
+        session, camera = runtime.session, runtime.config
+
+        def server_wall(pts_us: int) -> float:
+            epoch = session.epoch if session.epoch is not None else time.monotonic()
+            return time.time() - (time.monotonic() - (epoch + pts_us / 1e6))
+
+        def why_silent() -> str:
+            if session.state == "playing":
+                return "no media"
+            error = session.last_error
+            reason = redact(str(error), [camera.password, urlsplit(camera.url).password]) if error else None
+            return f"camera offline: {reason}" if reason else "camera offline"
+
+        subscription = runtime.bus.subscribe(f"recorder {camera.id}", policy="gaps")
+        return Recorder(camera.id, self.config.recordings_root, self.recordings, subscription,
+                        server_wall=server_wall, record_audio=lambda: runtime.config.record_audio,
+                        why_silent=why_silent, segment_s=self.config.segment_seconds)
 
     async def start(self) -> None:
         # no camera password in any log line, whoever writes it (the RTSP layer quotes URLs and answers)
@@ -153,6 +180,9 @@ class Service:
         for runtime in self.cameras.values():
             live, _ = runtime.consumers[0]
             runtime.consumers[0] = (live, loop.create_task(runtime.live.run(live), name=f"live-{runtime.config.id}"))
+            if runtime.recorder is not None:
+                runtime.consumers[1] = (runtime.recorder.subscription,
+                                        loop.create_task(runtime.recorder.run(), name=f"record-{runtime.config.id}"))
             runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
 
     async def stop(self) -> None:
