@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 SEGMENT_S = 60.0  # a new segment at the first keyframe after this long
 MAX_SEGMENT_S = 300.0  # ... or after this long whatever the frame (a camera with no keyframes)
 FLUSH_S = 0.5  # the longest frames wait in memory before they are written
-MERGE_HOLD = 0.3  # seconds a frame waits for the other track, to write both in decode order
+MERGE_HOLD = 0.3
+BATCH_S = 0.2  # the recorder takes what the bus queued at most this often (the queue is bounded)  # seconds a frame waits for the other track, to write both in decode order
 GAP_S = 2.0  # no frame for this long: the run ends and a gap begins
 MAX_FILL_S = 2.0  # a hole in the camera's audio up to this long is filled with silence; longer ends the run
 MAX_CAMERA_CLOCK_ERROR_S = 300.0
@@ -150,6 +151,7 @@ class Recorder:
                 frames = [q.frame for q in queued]
                 overflow = self.subscription.take_gaps()
                 await loop.run_in_executor(self._pool, self.process, frames, now, overflow)
+                await asyncio.sleep(BATCH_S)  # frames gather on the bus meanwhile: one hand-off a batch
         finally:
             await loop.run_in_executor(self._pool, self.close, "service stopped")
             self._pool.shutdown(wait=False)
