@@ -85,7 +85,8 @@ async def worker(urls: list[str], seconds: float, out: str) -> None:
     for runtime in service.cameras.values():
         if runtime.session.ingest is not None:
             received += sum(s.receiver.stats.bytes for s in runtime.session.ingest.states.values())
-    print(json.dumps({"steady_cpu_s": round(steady, 3), "frames": sum(s.frames for s in stats), "segments": sum(s.segments for s in stats),
+    print(json.dumps({"steady_cpu_s": round(steady, 3), "frames": sum(s.frames for s in stats),
+                      "segments": sum(s.segments for s in stats),
                       "writes": sum(s.writes for s in stats), "bytes_written": sum(s.bytes for s in stats),
                       "bytes_received": received, "dropped": sum(s.dropped for s in stats)}))
 
