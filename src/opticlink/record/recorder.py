@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 SEGMENT_S = 60.0  # a new segment at the first keyframe after this long
 MAX_SEGMENT_S = 300.0  # ... or after this long whatever the frame (a camera with no keyframes)
 FLUSH_S = 0.5  # the longest frames wait in memory before they are written
-MERGE_HOLD = 0.3
-BATCH_S = 0.2  # the recorder takes what the bus queued at most this often (the queue is bounded)  # seconds a frame waits for the other track, to write both in decode order
+MERGE_HOLD = 0.3  # seconds a frame waits for the other track, to write both in decode order
+BATCH_S = 0.2  # the recorder takes what the bus queued at most this often (the queue is bounded)
 GAP_S = 2.0  # no frame for this long: the run ends and a gap begins
 MAX_FILL_S = 2.0  # a hole in the camera's audio up to this long is filled with silence; longer ends the run
 MAX_CAMERA_CLOCK_ERROR_S = 300.0
@@ -114,6 +114,7 @@ class Recorder:
         self.segment_s = segment_s
         self.on_segment_closed = on_segment_closed
         self.stats = RecorderStats()
+        self.resume_from: float | None = None  # where the camera's recordings ended before this start
         self._merger = FrameMerger(MERGE_HOLD)
         self._run: _Run | None = None
         self._writer: SegmentWriter | None = None
@@ -153,7 +154,7 @@ class Recorder:
                 await loop.run_in_executor(self._pool, self.process, frames, now, overflow)
                 await asyncio.sleep(BATCH_S)  # frames gather on the bus meanwhile: one hand-off a batch
         finally:
-            await loop.run_in_executor(self._pool, self.close, "service stopped")
+            await loop.run_in_executor(self._pool, self.close)
             self._pool.shutdown(wait=False)
 
     # the work (in the recorder's thread) -----------------------------------------------------------
@@ -182,12 +183,13 @@ class Recorder:
         except OSError as exc:
             self._disk_error(exc, now)
 
-    def close(self, cause: str = "service stopped") -> None:
-        """Flush and close the segment being written (the service stops)."""
+    def close(self) -> None:
+        """Flush and close the segment being written (the service stops). The time until the next
+        start is indexed then as a gap ("service not running"): see `resume_from`."""
         try:
             for frame in self._merger.flush():
                 self._write(frame, time.monotonic())
-            self._end_run(time.monotonic(), cause)
+            self._end_run(time.monotonic(), "service stopped", silent=True)
         except OSError as exc:
             self._disk_error(exc, time.monotonic())
 
@@ -338,6 +340,11 @@ class Recorder:
         if self._segment_id is None and self._gap_id is not None:
             self.recordings.close_gap(self._gap_id, wall)
             self._gap_id = None
+        if self.resume_from is not None:  # the first segment since the service started
+            if wall - self.resume_from > GAP_S:
+                gap = self.recordings.open_gap(self.camera, self.resume_from, "service not running")
+                self.recordings.close_gap(gap, wall)
+            self.resume_from = None
         stamp = datetime.fromtimestamp(wall, UTC)
         relative = f"{self.camera}/{stamp:%Y-%m-%d}/{round(wall * 1000)}-r{run.number}.mov"
         path = self.root / relative

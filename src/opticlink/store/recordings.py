@@ -196,3 +196,28 @@ class Recordings:
                           .values(settings=text, updated=now))
             else:
                 c.execute(insert(camera_settings).values(camera=camera, settings=text, updated=now))
+
+    # recovery and retention
+
+    def add_garbage(self, path: str) -> None:
+        """Put a file no segment row names (an orphan) on the garbage list, before unlinking it."""
+        with self.engine.begin() as c:
+            if c.execute(select(garbage.c.id).where(garbage.c.path == path)).first() is None:
+                c.execute(insert(garbage).values(path=path))
+
+    def usage_by_camera(self) -> dict[str, int]:
+        """Bytes of the segments of each camera (every state: a segment being written takes disk too)."""
+        query = select(segments.c.camera, func.coalesce(func.sum(segments.c.bytes), 0)).group_by(segments.c.camera)
+        with self.engine.connect() as c:
+            return {camera: int(total) for camera, total in c.execute(query)}
+
+    def segment_paths(self) -> set[str]:
+        """The path of every indexed segment (any state)."""
+        with self.engine.connect() as c:
+            return {r.path for r in c.execute(select(segments.c.path))}
+
+    def last_end_by_camera(self) -> dict[str, float]:
+        """The latest `end_wall` of each camera's segments."""
+        query = select(segments.c.camera, func.max(segments.c.end_wall)).group_by(segments.c.camera)
+        with self.engine.connect() as c:
+            return {camera: float(end) for camera, end in c.execute(query)}
