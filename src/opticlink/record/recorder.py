@@ -11,13 +11,14 @@ beside the sound captured with it even when the camera's audio clock runs 300 pp
 minute that sample-counting players would otherwise drift). Without audio, media time is the
 timeline.
 
-**Wall time** (Unix seconds) is taken afresh at every segment start: from the camera's own clock
-(its RTCP Sender Reports) when it sends them and agrees with the server's within
-`MAX_CAMERA_CLOCK_ERROR_S`, else from the server's clock; within a segment wall time runs linearly
-from its start to the next segment's start, so a camera clock that drifts is followed a minute at a
-time. A camera clock that steps (an NTP correction) makes one segment's wall span disagree with its
-media span by more than `MAX_WALL_RATE_ERROR`: that segment keeps its media duration and the next
-starts at the stepped time, so wall times stay ordered.
+**Wall time** (Unix seconds) comes from the camera's own clock (its RTCP Sender Reports) when it
+sends them and agrees with the server's within `MAX_CAMERA_CLOCK_ERROR_S`, else from the server's
+clock. Within a segment wall time runs linearly from its start to its end; within a run it is
+continuous from segment to segment, and follows its clock at a rate at most `MAX_WALL_RATE_ERROR`
+off the media's: a camera clock that drifts, or the switch from the server's clock to the camera's
+when its first Sender Report comes, is slewed in a minute at a time. A clock more than
+`MAX_WALL_STEP_S` off has stepped (an NTP correction, a camera that set its time): the segment keeps
+its media duration and the next one starts at the stepped time.
 
 A run ends (and a gap is indexed, with its cause) when the camera stops sending (offline,
 reconnecting), restarts its stream (new SSRC or timestamps), the recorder's queue overflowed, or the
@@ -54,7 +55,8 @@ BATCH_S = 0.2  # the recorder takes what the bus queued at most this often (the 
 GAP_S = 2.0  # no frame for this long: the run ends and a gap begins
 MAX_FILL_S = 2.0  # a hole in the camera's audio up to this long is filled with silence; longer ends the run
 MAX_CAMERA_CLOCK_ERROR_S = 300.0
-MAX_WALL_RATE_ERROR = 0.01
+MAX_WALL_RATE_ERROR = 0.01  # wall time follows its clock at most 1% faster or slower than media time
+MAX_WALL_STEP_S = 2.0  # a clock further off than this stepped: the next segment starts at the new time
 DISK_RETRY_S = 10.0  # after a full disk, the next try
 INDEX_EVERY_S = 1.0
 DECLARE_WAIT_S = 2.0  # the first segment waits this long (of timeline) to see both tracks before it declares them
@@ -114,6 +116,7 @@ class Recorder:
         self.segment_s = segment_s
         self.on_segment_closed = on_segment_closed
         self.stats = RecorderStats()
+        self._continue_wall: float | None = None
         self.resume_from: float | None = None  # where the camera's recordings ended before this start
         self._merger = FrameMerger(MERGE_HOLD)
         self._run: _Run | None = None
@@ -336,6 +339,8 @@ class Recorder:
         start_us = media_dts
         wall, source = self._wall(frame)
         wall -= (media_pts - start_us) / 1e6
+        if self._continue_wall is not None:  # the run goes on: wall time too, from where the last segment ended
+            wall, self._continue_wall = self._continue_wall, None
         audio = self._audio_config(frame)
         if self._segment_id is None and self._gap_id is not None:
             self.recordings.close_gap(self._gap_id, wall)
@@ -387,13 +392,16 @@ class Recorder:
             pts, dts = run.video_media(next_keyframe)
             candidate = wall - (pts - dts) / 1e6
             media_end = dts
-            span = media_end - self._segment_start_us
-            if abs((candidate - self._segment_wall) - span / 1e6) <= MAX_WALL_RATE_ERROR * span / 1e6 + 0.002:
-                end_wall = candidate
-            else:
-                end_wall = self._segment_wall + span / 1e6
+            span = (media_end - self._segment_start_us) / 1e6
+            error = candidate - (self._segment_wall + span)
+            if abs(error) > MAX_WALL_STEP_S:
+                end_wall = self._segment_wall + span
                 log.warning("camera %s: its clock stepped by %.3f s; wall times follow it from the next segment",
-                            self.camera, candidate - self._segment_wall - span / 1e6)
+                            self.camera, error)
+            else:  # the wall clock is followed at a rate at most MAX_WALL_RATE_ERROR off the media's
+                limit = MAX_WALL_RATE_ERROR * span
+                end_wall = self._segment_wall + span + max(-limit, min(limit, error))
+                self._continue_wall = end_wall
         self._account(writer)
         frames = writer.stats.video_frames or writer.stats.audio_frames
         self.recordings.update_segment(segment_id, end_wall=end_wall, media_end_us=media_end,
@@ -417,6 +425,7 @@ class Recorder:
             self._close_segment(now)
         had_run = self._run is not None
         self._run = None
+        self._continue_wall = None
         self._last_pts.clear()
         self._merger = FrameMerger(MERGE_HOLD)
         self._last_frame_at = None
@@ -458,6 +467,7 @@ class Recorder:
         self._writer = None
         self._segment_id = None
         self._run = None
+        self._continue_wall = None
         self._last_pts.clear()
         self._merger = FrameMerger(MERGE_HOLD)
         self._disk_full_until = now + DISK_RETRY_S

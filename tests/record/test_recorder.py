@@ -1,0 +1,197 @@
+"""The recorder as the service runs it: real RTSP from the simulator, real files, FFmpeg as the judge."""
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+from opticlink.api.config import CameraConfig, ServiceConfig
+from opticlink.api.service import Service
+from opticlink.live.feed import Viewer
+from opticlink.media import AudioConfig, MediaFrame, VideoConfig
+from opticlink.record.recorder import Recorder
+from opticlink.record.segment import SegmentWriter
+from opticlink.sim.faults import Faults
+from opticlink.sim.presets import camera
+from opticlink.sim.server import SimulatorServer
+from opticlink.store import Database
+from opticlink.store.recordings import Recordings
+
+OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
+
+
+async def run(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def decode_errors(path) -> str:
+    code, _, err = await run("ffmpeg", "-v", "error", "-i", str(path), "-map", "0", "-f", "null", "-")
+    return err.strip() if code == 0 else f"exit {code}: {err}"
+
+
+async def streams(path) -> dict[str, dict]:
+    _, out, _ = await run("ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path))
+    return {s["codec_type"]: s for s in json.loads(out)["streams"]}
+
+
+def service_for(url: str, tmp_path, **camera: object) -> Service:
+    config = ServiceConfig(cameras=[CameraConfig(id="cam", url=url, talkback=False, **camera)], data_dir=tmp_path,
+                           database="file", record=True, segment_seconds=3.0)
+    return Service(config)
+
+
+async def test_recordings_are_segments_ffmpeg_reads_with_the_camera_s_own_audio(tmp_path):
+    spec = camera("cam", width=320, height=180, bitrate=300_000, faults=Faults(audio_skew_ppm=300, jitter_ms=30, seed=3))
+    async with SimulatorServer([spec], port=0) as server:
+        service = service_for(server.url("cam"), tmp_path)
+        await service.start()
+        await asyncio.sleep(8)
+        await service.stop()
+    segments = service.recordings.segments("cam")
+    assert len(segments) >= 2 and all(s.state == "done" for s in segments)
+    assert {s.run for s in segments} == {segments[0].run}  # one unbroken run
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert after.media_start_us == before.media_end_us  # media time runs on across files
+        assert after.start_wall == before.end_wall
+    for segment in segments:
+        path = tmp_path / "recordings" / segment.path
+        assert await decode_errors(path) == ""
+        found = await streams(path)
+        assert found["video"]["codec_name"] == "h264" and found["audio"]["codec_name"] == "pcm_mulaw"  # as sent
+        assert segment.bytes == path.stat().st_size
+        assert segment.keyframes and segment.keyframes[0] == segment.media_start_us
+    stats = service.cameras["cam"].recorder.stats
+    assert stats.dropped == 0 and stats.writes <= 4 * 8 + 10  # about one write a GOP (1 s) or a flush
+
+
+async def test_record_audio_false_gives_silent_files_while_live_audio_plays(tmp_path):
+    spec = camera("cam", width=320, height=180, bitrate=300_000)
+    async with SimulatorServer([spec], port=0) as server:
+        service = service_for(server.url("cam"), tmp_path, record_audio=False)
+        await service.start()
+        viewer = Viewer("v")
+        service.cameras["cam"].live.attach(viewer, 0.0)
+        await asyncio.sleep(5)
+        heard = sum(m.audio for m in viewer._queue)
+        await service.stop()
+    segments = service.recordings.segments("cam")
+    assert segments and all(s.audio_codec is None for s in segments)
+    for segment in segments:
+        path = tmp_path / "recordings" / segment.path
+        assert set(await streams(path)) == {"video"} and await decode_errors(path) == ""
+    assert heard > 100  # live viewers still get the camera's sound
+
+
+async def test_a_camera_offline_for_10_s_shows_as_a_gap_with_its_cause(tmp_path):
+    spec = camera("cam", width=320, height=180, bitrate=300_000)
+    server = SimulatorServer([spec], port=0)
+    await server.start()
+    port = server.port
+    service = service_for(server.url("cam"), tmp_path)
+    await service.start()
+    try:
+        await asyncio.sleep(4)
+        await server.close()
+        gone = time.time()
+        await asyncio.sleep(10)
+        server = SimulatorServer([spec], port=port)
+        await server.start()
+        back = time.time()
+        await asyncio.sleep(5)
+    finally:
+        await service.stop()
+        await server.close()
+    gaps = service.recordings.gaps("cam")
+    assert len(gaps) == 1
+    gap = gaps[0]
+    assert gap.cause.startswith("camera offline") and gap.end_wall is not None
+    assert abs(gap.start_wall - gone) < 2.5 and abs(gap.end_wall - back) < 3.0
+    runs = {s.run for s in service.recordings.segments("cam")}
+    assert len(runs) == 2  # recording resumed by itself, as a new run
+
+
+async def test_kill_9_loses_at_most_2_s_and_every_segment_decodes_after_restart(tmp_path):
+    spec = camera("cam", width=320, height=180, bitrate=300_000, faults=Faults(jitter_ms=20, seed=7))
+    async with SimulatorServer([spec], port=0) as server:
+        config = tmp_path / "cameras.yaml"
+        config.write_text(f"data_dir: {tmp_path}\nsegment_seconds: 3\ncameras:\n"
+                          f"  - id: cam\n    url: {server.url('cam')}\n    talkback: false\n")
+        proc = await asyncio.create_subprocess_exec(OPTICLINK, "serve", str(config), "--port", "0",
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        await asyncio.sleep(random.uniform(7.0, 10.0))
+        killed = time.time()
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    database = Database.open(tmp_path)
+    recordings = Recordings(database)
+    assert recordings.segments("cam", state="writing")  # the crash left one half written
+    from opticlink.record.recovery import recover
+
+    recover(tmp_path / "recordings", recordings)
+    segments = recordings.segments("cam")
+    assert segments and all(s.state == "done" for s in segments)
+    lost = killed - max(s.end_wall for s in segments)
+    assert lost <= 2.0, f"{lost:.2f} s lost"
+    for segment in segments:
+        path = tmp_path / "recordings" / segment.path
+        assert await decode_errors(path) == ""
+        assert segment.bytes == path.stat().st_size
+    files = sorted(p.relative_to(tmp_path / "recordings").as_posix() for p in (tmp_path / "recordings").rglob("*.mov"))
+    assert files == sorted(s.path for s in segments)  # nothing half indexed, no orphan
+    database.close()
+
+
+def _frame(kind: str, ms: float, key: bool = False, *, rtp: int = 0, size: int = 160) -> MediaFrame:
+    if kind == "video":
+        return MediaFrame(0, "video", "h264", round(ms * 1000), 40_000, key, bytes(size), VIDEO)
+    return MediaFrame(1, "audio", "pcmu", round(ms * 1000), 20_000, True, b"\x7f" * size, AUDIO, rtp_timestamp=rtp,
+                      ssrc=5)
+
+
+AUDIO = AudioConfig("pcmu", 8000)
+VIDEO = VideoConfig("h264", (bytes.fromhex("6742c01e95a0a0fd01"), bytes.fromhex("68ce3c80")))
+
+
+def test_a_hole_in_the_camera_s_audio_is_filled_with_silence_of_its_exact_length(tmp_path, monkeypatch):
+    """Lost audio packets leave the sample clock where the camera's timestamps put it."""
+    database = Database.open(tmp_path)
+    recordings = Recordings(database)
+    from opticlink.hub import FrameBus
+
+    subscription = FrameBus("cam").subscribe("recorder", policy="gaps")
+    recorder = Recorder("cam", tmp_path / "rec", recordings, subscription, server_wall=lambda pts: 1e9 + pts / 1e6,
+                        why_silent=lambda: "camera offline")
+    written: list[tuple[int, int]] = []
+    silences: list[tuple[int, int]] = []
+    monkeypatch.setattr(SegmentWriter, "__init__", lambda self, path, keyframe, audio: _fake_writer(self, keyframe,
+                                                                                                     audio))
+    monkeypatch.setattr(SegmentWriter, "write_audio", lambda self, data, sample, n: written.append((sample, n)))
+    monkeypatch.setattr(SegmentWriter, "write_video", lambda self, frame, pts, dts: None)
+    monkeypatch.setattr(SegmentWriter, "write_silence",
+                        lambda self, sample, n: silences.append((sample, n)) or True)
+    monkeypatch.setattr(SegmentWriter, "flush", lambda self: None)
+    frames = [_frame("video", 0, True)]
+    for i in range(20):
+        if i not in (5, 6):  # two packets lost
+            frames.append(_frame("audio", i * 20, rtp=1000 + i * 160))
+    recorder.process(frames, 10.0)
+    recorder.process([], 11.0)
+    assert silences == [(800, 320)]
+    samples = [s for s, _ in written]
+    assert samples[:5] == [0, 160, 320, 480, 640] and samples[5] == 1120
+    database.close()
+
+
+def _fake_writer(self, keyframe, audio) -> None:
+    from opticlink.record.segment import SegmentStats
+
+    self.video_config = keyframe.config if keyframe is not None else None
+    self.audio_config = audio
+    self.stats = SegmentStats()
+    self.file = type("F", (), {"writes": 0, "written": 0})()
