@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from opticlink import __version__
@@ -182,6 +183,11 @@ async def _demo(args: argparse.Namespace) -> int:
         config = ServiceConfig(cameras=cameras, host=args.host, port=args.port, tls=args.tls)
         if args.data_dir is not None:  # keep the demo's users (else they live in memory, for this run)
             config.data_dir, config.database = args.data_dir, "file"
+        if args.record:  # recordings with their index, in --data-dir or a folder for this run
+            if args.data_dir is None:
+                config.data_dir, config.database = Path(tempfile.mkdtemp(prefix="opticlink-demo-")), "file"
+            config.record, config.segment_seconds = True, args.segment_seconds
+            print(f"recording into {config.recordings_root}", file=sys.stderr, flush=True)
         await _run_service(config, args.seconds, "OpticLink demo: open {url} (simulated cameras at "
                            f"rtsp://{sim.host}:{sim.port}/cam1..cam4; Ctrl-C to stop)", demo=True)
     finally:
@@ -240,6 +246,68 @@ async def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export(args: argparse.Namespace) -> int:
+    import time
+
+    from opticlink.api.config import load_config
+    from opticlink.record.export import NothingRecorded, export, parse_time
+    from opticlink.store import Database
+    from opticlink.store.recordings import Recordings
+
+    config = load_config(args.config)
+    if args.camera not in {c.id for c in config.cameras}:
+        known = ", ".join(c.id for c in config.cameras) or "none"
+        print(f"opticlink export: no camera {args.camera!r} in {args.config} (cameras: {known})", file=sys.stderr)
+        return 1
+    if args.last is not None and (args.start is not None or args.end is not None):
+        raise ValueError("give --last, or --start and --end, not both")
+    if args.last is not None:
+        end = time.time()
+        start = end - args.last
+    elif args.start is not None and args.end is not None:
+        start, end = parse_time(args.start), parse_time(args.end)
+    else:
+        raise ValueError("give --last SECONDS, or --start and --end")
+    if end <= start:
+        raise ValueError("the end must come after the start")
+    db = Database.open(config.data_dir)
+    try:
+        segments = Recordings(db).segments(args.camera, start, end)
+    finally:
+        db.close()
+    interactive = sys.stderr.isatty()
+    shown = [-1]
+
+    def progress(done: float) -> None:
+        percent = int(done * 100)
+        if interactive:
+            bar = "#" * (percent // 4)
+            print(f"\r  exporting [{bar:<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
+        elif percent // 10 > shown[0]:
+            shown[0] = percent // 10
+            print(f"  exporting {percent:3d}%", file=sys.stderr, flush=True)
+
+    try:
+        summary = export(config.recordings_root, segments, start, end, args.output, on_progress=progress)
+    except NothingRecorded:
+        print(f"opticlink export: nothing of {args.camera} was recorded between {_stamp(start)} and "
+              f"{_stamp(end)}", file=sys.stderr)
+        return 1
+    finally:
+        if interactive:
+            print(file=sys.stderr)
+    gaps = f", {summary.gap_s:.1f} s of gaps between {summary.runs} runs" if summary.runs > 1 else ""
+    print(f"wrote {summary.path}: {summary.duration_s:.1f} s from {_stamp(summary.start_wall)}, "
+          f"{summary.video_frames} video frames, audio: {summary.audio or 'none'}{gaps}")
+    return 0
+
+
+def _stamp(wall: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(wall).astimezone().isoformat(timespec="milliseconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opticlink", description="OpticLink: IP camera audio and video, in sync.")
     parser.add_argument("--version", action="version", version=f"opticlink {__version__}")
@@ -292,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTTPS: auto (default) = when the address is not loopback, with a self-signed "
                         "certificate kept in the data directory")
     d.add_argument("--sim-port", type=int, default=8554, help="the simulator's RTSP port (default 8554)")
+    d.add_argument("--record", action="store_true",
+                   help="record the cameras (into --data-dir, else a new folder for this run)")
+    d.add_argument("--segment-seconds", type=float, default=60.0, help="recording segment length (default 60)")
     d.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
     d.add_argument("--data-dir", type=Path, help="keep users and logins in DIR/opticlink.db (default: in memory)")
     d.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
@@ -314,6 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sim-password", help="... and this password")
     s.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
     _add_sim_options(s)
+
+    x = verbs.add_parser("export", help="export a camera's recordings between two times to one file",
+                         description="Write what a camera recorded between two times to one file: .mkv (video "
+                                     "copied; AAC audio copied, G.711 and L16 as 16-bit PCM: Matroska does not "
+                                     "take G.711, and G.711 to 16-bit PCM loses nothing), .mov (everything "
+                                     "copied as recorded) or .mp4 (video copied, audio in AAC: plays in a "
+                                     "browser). The file starts at the last keyframe at or before the start; "
+                                     "gaps in the recording keep their length. Times: ISO 8601 (local time "
+                                     "unless it names a zone, e.g. 2024-05-01T12:00:00Z) or Unix seconds.")
+    x.add_argument("config", type=Path, help="the service's YAML (its data_dir holds the database and recordings)")
+    x.add_argument("camera", help="the camera's id")
+    x.add_argument("--last", type=float, metavar="SECONDS", help="the last SECONDS up to now")
+    x.add_argument("--start", metavar="T", help="from this time")
+    x.add_argument("--end", metavar="T", help="to this time")
+    x.add_argument("-o", "--output", type=Path, required=True, help="the file to write: .mkv, .mp4 or .mov")
 
     u = verbs.add_parser("user", help="add, list, remove users; change a password; make an API token",
                          description="Manage the service's users (in its database: --config's data_dir, or "
@@ -415,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo, "talk": _talk,
-                "user": _user}
+                "user": _user, "export": _export}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:
