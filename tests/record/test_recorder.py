@@ -1,6 +1,7 @@
 """The recorder as the service runs it: real RTSP from the simulator, real files, FFmpeg as the judge."""
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -46,7 +47,8 @@ def service_for(url: str, tmp_path, **camera: object) -> Service:
 
 
 async def test_recordings_are_segments_ffmpeg_reads_with_the_camera_s_own_audio(tmp_path):
-    spec = camera("cam", width=320, height=180, bitrate=300_000, faults=Faults(audio_skew_ppm=300, jitter_ms=30, seed=3))
+    spec = camera("cam", width=320, height=180, bitrate=300_000,
+                  faults=Faults(audio_skew_ppm=300, jitter_ms=30, seed=3))
     async with SimulatorServer([spec], port=0) as server:
         service = service_for(server.url("cam"), tmp_path)
         await service.start()
@@ -55,7 +57,7 @@ async def test_recordings_are_segments_ffmpeg_reads_with_the_camera_s_own_audio(
     segments = service.recordings.segments("cam")
     assert len(segments) >= 2 and all(s.state == "done" for s in segments)
     assert {s.run for s in segments} == {segments[0].run}  # one unbroken run
-    for before, after in zip(segments, segments[1:], strict=False):
+    for before, after in itertools.pairwise(segments):
         assert after.media_start_us == before.media_end_us  # media time runs on across files
         assert after.start_wall == before.end_wall
     for segment in segments:
@@ -195,3 +197,79 @@ def _fake_writer(self, keyframe, audio) -> None:
     self.audio_config = audio
     self.stats = SegmentStats()
     self.file = type("F", (), {"writes": 0, "written": 0})()
+
+
+def replayed_frames(seconds: float, faults: Faults, **spec: object) -> list[tuple[float, MediaFrame]]:
+    """(arrival, frame) of a simulated camera through the network model and the sync engine."""
+    from opticlink.sim.replay import record
+    from opticlink.sync import SyncEngine
+
+    cam = camera("c", width=320, height=180, bitrate=300_000, **spec)
+    rec = record(faults, seconds, ordered=True, video=cam.video, audio=cam.audio, keep_data=True)
+    engine = SyncEngine(rec.tracks, epoch=0.0)
+    out = []
+    for event in rec.events:
+        if event[0] == "unit":
+            frame = engine.push_unit(event[1], event[2], event[3])
+            if frame is not None:
+                out.append((event[3], frame))
+        else:
+            engine.push_sender_report(event[1])
+    return out
+
+
+def drive(recorder: Recorder, frames: list[tuple[float, MediaFrame]], step: float = 0.2) -> None:
+    """Hand frames to the recorder in batches, as its asyncio adapter does."""
+    batch: list[MediaFrame] = []
+    due = frames[0][0] + step
+    for arrival, frame in frames:
+        if arrival >= due:
+            recorder.process(batch, arrival)
+            batch, due = [], arrival + step
+        batch.append(frame)
+    recorder.process(batch, due)
+    recorder.close()
+
+
+def test_a_full_disk_stops_recording_with_a_gap_and_it_resumes_when_space_returns(tmp_path, monkeypatch):
+    from opticlink.hub import FrameBus
+    from opticlink.record import recorder as recorder_module
+    from opticlink.record.segment import BatchedFile
+
+    database = Database.open(tmp_path)
+    recordings = Recordings(database)
+    subscription = FrameBus("cam").subscribe("recorder", policy="gaps")
+    recorder = Recorder("cam", tmp_path / "rec", recordings, subscription, segment_s=4.0,
+                        server_wall=lambda pts: 1.8e9 + pts / 1e6)
+    frames = replayed_frames(30, Faults(seed=2))
+    real_flush = BatchedFile.flush
+    full = {"from": 8.0, "until": 14.0, "now": 0.0}
+
+    def flush(self) -> None:
+        if full["from"] <= full["now"] < full["until"] and self._pending:
+            raise OSError(28, "No space left on device")
+        real_flush(self)
+
+    monkeypatch.setattr(BatchedFile, "flush", flush)
+    monkeypatch.setattr(recorder_module, "DISK_RETRY_S", 3.0)
+    original = recorder.process
+
+    def process(batch, now, overflow=None):
+        full["now"] = now
+        original(batch, now, overflow)
+
+    recorder.process = process  # type: ignore[method-assign]
+    drive(recorder, frames)
+    gaps = recordings.gaps("cam")
+    assert [g.cause for g in gaps] == ["disk full"] and "No space left" in (gaps[0].detail or "")
+    assert gaps[0].end_wall is not None  # closed when recording resumed
+    segments = recordings.segments("cam")
+    assert any(s.start_wall > gaps[0].end_wall - 0.01 for s in segments)  # it resumed by itself
+    assert segments[-1].end_wall - segments[0].start_wall > 25
+    from opticlink.record.recovery import recover
+
+    recover(tmp_path / "rec", recordings)  # the segment the full disk cut is repaired as after a crash
+    for segment in recordings.segments("cam"):
+        assert segment.state == "done"
+        assert asyncio.run(decode_errors(tmp_path / "rec" / segment.path)) == ""
+    database.close()

@@ -117,6 +117,7 @@ class Recorder:
         self.on_segment_closed = on_segment_closed
         self.stats = RecorderStats()
         self._continue_wall: float | None = None
+        self._gap_ends: float | None = None
         self.resume_from: float | None = None  # where the camera's recordings ended before this start
         self._merger = FrameMerger(MERGE_HOLD)
         self._run: _Run | None = None
@@ -342,9 +343,8 @@ class Recorder:
         if self._continue_wall is not None:  # the run goes on: wall time too, from where the last segment ended
             wall, self._continue_wall = self._continue_wall, None
         audio = self._audio_config(frame)
-        if self._segment_id is None and self._gap_id is not None:
-            self.recordings.close_gap(self._gap_id, wall)
-            self._gap_id = None
+        if self._gap_id is not None:
+            self._gap_ends = wall  # the gap closes once this segment's first frames are on disk
         if self.resume_from is not None:  # the first segment since the service started
             if wall - self.resume_from > GAP_S:
                 gap = self.recordings.open_gap(self.camera, self.resume_from, "service not running")
@@ -384,6 +384,7 @@ class Recorder:
         if writer is None or segment_id is None or run is None:
             return
         writer.close()
+        self._close_gap()
         media_end = self._segment_start_us + writer.stats.end_us
         span = media_end - self._segment_start_us
         end_wall = self._segment_wall + span / 1e6
@@ -414,6 +415,12 @@ class Recorder:
         if self.on_segment_closed is not None:
             self.on_segment_closed()
 
+    def _close_gap(self) -> None:
+        if self._gap_id is not None and self._gap_ends is not None and self._writer is not None \
+                and self._writer.bytes > 0:
+            self.recordings.close_gap(self._gap_id, self._gap_ends)
+            self._gap_id = self._gap_ends = None
+
     def _account(self, writer: SegmentWriter) -> None:
         self.stats.writes += writer.file.writes
         self.stats.bytes += writer.bytes
@@ -440,6 +447,7 @@ class Recorder:
             return
         writer.flush()
         self._last_flush = now
+        self._close_gap()
         if now - self._last_index >= INDEX_EVERY_S and self._segment_id is not None:
             self._last_index = now
             end = self._segment_start_us + writer.stats.end_us
