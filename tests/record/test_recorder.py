@@ -86,7 +86,7 @@ async def test_record_audio_false_gives_silent_files_while_live_audio_plays(tmp_
     for segment in segments:
         path = tmp_path / "recordings" / segment.path
         assert set(await streams(path)) == {"video"} and await decode_errors(path) == ""
-    assert heard > 100  # live viewers still get the camera's sound
+    assert heard >= 50  # live viewers still get the camera's sound (the unread queue keeps the last 2 s)
 
 
 async def test_a_camera_offline_for_10_s_shows_as_a_gap_with_its_cause(tmp_path):
