@@ -9,6 +9,9 @@ import signal
 import sys
 import time
 
+import av_drift_detector as avd
+import pytest
+
 from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.api.service import Service
 from opticlink.live.feed import Viewer
@@ -22,6 +25,7 @@ from opticlink.store import Database
 from opticlink.store.recordings import Recordings
 
 OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
+EXPECTED_MS = 40.0  # the audio offset built into the test clip
 
 
 async def run(*args: str) -> tuple[int, str, str]:
@@ -272,4 +276,39 @@ def test_a_full_disk_stops_recording_with_a_gap_and_it_resumes_when_space_return
     for segment in recordings.segments("cam"):
         assert segment.state == "done"
         assert asyncio.run(decode_errors(tmp_path / "rec" / segment.path)) == ""
+    database.close()
+
+
+@pytest.fixture(scope="module")
+def drift_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "sync.mkv"
+    # longer than the minute recorded: a clip that starts over would be read as a 40 s jump
+    avd.generate(str(path), fps="25", duration=66, width=320, height=240, sample_rate=8000, audio_codec="pcm",
+                 audio_offset=EXPECTED_MS / 1000, music=False)
+    return path
+
+
+def test_a_minute_of_a_skewed_jittery_camera_exports_in_sync_across_segment_boundaries(drift_clip, tmp_path):
+    """60 s recorded in 15 s segments from a camera whose audio clock runs 300 ppm fast, through 40 ms
+    of jitter; exported whole to .mkv and .mp4, av-drift-detector finds the clip's own offset in both,
+    and not a frame dropped or repeated where one segment ends and the next begins."""
+    from opticlink.hub import FrameBus
+    from opticlink.record.export import export
+
+    database = Database.open(tmp_path)
+    recordings = Recordings(database)
+    recorder = Recorder("cam", tmp_path / "rec", recordings, FrameBus("cam").subscribe("r", policy="gaps"),
+                        segment_s=15.0, server_wall=lambda pts: 1.8e9 + pts / 1e6)
+    frames = replayed_frames(61, Faults(audio_skew_ppm=300, jitter_ms=40, seed=5), clip=drift_clip)
+    drive(recorder, frames)
+    segments = recordings.segments("cam")
+    assert len(segments) == 5 and len({s.run for s in segments}) == 1  # 4 x 15 s and the last second
+    for kind in ("mkv", "mp4"):
+        out = tmp_path / f"all.{kind}"
+        export(tmp_path / "rec", segments, segments[0].start_wall, segments[-1].end_wall, out)
+        assert asyncio.run(decode_errors(out)) == ""
+        summary = avd.analyze(str(out), capture="file")["summary"]
+        assert summary["measured"] >= 0.95 * sum(s.frames for s in segments)
+        assert summary["mean_ms"] == pytest.approx(EXPECTED_MS, abs=3.0), kind
+        assert summary["dropped_frames"] == 0 and summary["repeated_frames"] == 0 and summary["backward_jumps"] == 0
     database.close()

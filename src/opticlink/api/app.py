@@ -12,12 +12,15 @@ role may do is checked in the routes (`_admin`) and, for talk, per camera (`Prin
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+import os
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -25,13 +28,17 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from opticlink.api import settings
+from opticlink.api.playback import opener, serve_playback, timeline
 from opticlink.api.service import Service
+from opticlink.api.settings import CameraSettings
 from opticlink.auth.gate import Gate, LoginRefused
 from opticlink.auth.roles import Principal
 from opticlink.auth.sessions import COOKIE
-from opticlink.live.websocket import serve_viewer
+from opticlink.live.websocket import serve_viewer, talker_name
 
 WEB_DIR = Path(str(resources.files("opticlink") / "web"))
 ISOLATION = {
@@ -44,6 +51,8 @@ PAGES = frozenset({"/", "/audit"})  # sent to the login page instead of a 401
 PRINCIPAL = "opticlink.principal"  # the scope key AccessControl leaves the request's Principal under
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_LOGIN_BODY = 8192  # bytes: a name and a password
+MAX_EXPORT_S = 24 * 3600  # the longest export over HTTP
+MAX_EXPORTS = 2  # exports running at once
 
 
 class AccessControl:
@@ -245,6 +254,33 @@ def create_app(service: Service) -> FastAPI:
     async def camera(camera: str) -> dict[str, object]:
         return _runtime(service, camera).status()
 
+    @app.get("/api/cameras/{camera}/settings")
+    async def camera_settings(camera: str) -> dict[str, object]:
+        """The camera's audio preferences in effect: live_audio, record_audio, talkback, audio_offset_ms,
+        half_duplex."""
+        return settings.effective(_runtime(service, camera).config)
+
+    @app.patch("/api/cameras/{camera}/settings")
+    async def change_camera_settings(camera: str, change: CameraSettings, who: Admin,
+                                     request: Request) -> dict[str, object]:
+        """Change some of the camera's audio preferences (admins only): they take effect at once, without
+        restarting the camera, and are kept over the configuration file's. Returns those in effect."""
+        runtime = _runtime(service, camera)
+        before = settings.effective(runtime.config)
+        talker = talker_name(runtime.talk.talker) if runtime.talk is not None else None
+        try:
+            after = service.apply_settings(camera, change.changes())
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        changed = [f"{name} {before[name]} -> {after[name]}" for name in settings.SETTINGS
+                   if before[name] != after[name]]
+        if before["talkback"] and not after["talkback"] and talker is not None:
+            changed.append(f"{talker}'s talk ended")
+        if changed:
+            gate.audit.record("settings", user=who.name, address=_address(request), camera=camera,
+                              detail=", ".join(changed))
+        return after
+
     @app.get("/api/hub/latency")
     async def hub_latency() -> dict[str, object]:
         """Per-frame hub latency (camera session to WebSocket write), milliseconds."""
@@ -285,9 +321,78 @@ def create_app(service: Service) -> FastAPI:
             gate.audit.record(action, user=who.name, address=address, camera=camera)
 
         await serve_viewer(websocket, runtime.live, runtime.talk, user=who.name,
-                           half_duplex=runtime.config.half_duplex,
-                           talk_unavailable=None if runtime.config.talkback else "talkback is off for this camera",
+                           half_duplex=lambda: runtime.config.half_duplex,  # the settings as they are at each talk
+                           talk_unavailable=lambda: settings.talk_unavailable(runtime.config),
                            talk_refusal=who.talk_refusal(camera), on_event=event)
+
+    @app.get("/api/cameras/{camera}/timeline")
+    async def camera_timeline(camera: str, start: float, end: float) -> dict[str, object]:
+        """What the camera recorded between `start` and `end` (Unix seconds, at most 31 days): `segments`
+        (recorded ranges, contiguous segments merged), `gaps` (start, end, cause) and `talk` (start, end,
+        user: who talked to the camera when)."""
+        _runtime(service, camera)
+        if not (0 < start < end and end - start <= 31 * 86400):
+            raise HTTPException(422, "start and end: Unix seconds, start before end, at most 31 days apart")
+        return timeline(service.recordings, service.database, camera, start, end, time.time())
+
+    @app.websocket("/api/cameras/{camera}/playback")
+    async def playback(websocket: WebSocket, camera: str) -> None:
+        """The camera's recording in the live wire format (see `api.playback`); authenticated as the live
+        WebSocket (AccessControl), audited as playback_start/playback_stop."""
+        who: Principal = websocket.scope[PRINCIPAL]
+        runtime = service.cameras.get(camera)
+        if runtime is None:
+            await websocket.accept()
+            await websocket.close(code=4404, reason=f"no camera {camera[:64]!r}")
+            return
+        address = _address(websocket)
+
+        def event(action: str, detail: str | None) -> None:
+            gate.audit.record(action, user=who.name, address=address, camera=camera, detail=detail)
+
+        await serve_playback(websocket, camera, runtime.config.title,
+                             opener(service.config.recordings_root, service.recordings, camera),
+                             user=who.name, on_event=event)
+
+    # recordings: export -------------------------------------------------------------------------
+    exports = asyncio.Semaphore(MAX_EXPORTS)
+
+    @app.get("/api/cameras/{camera}/export")
+    async def export_recording(camera: str, start: str, end: str, who: Caller, request: Request,
+                               format: Literal["mkv", "mp4", "mov"] = "mp4") -> FileResponse:
+        """The camera's recordings from `start` to `end` (ISO 8601 or Unix seconds, at most 24 h) as one
+        file: mp4 (AAC audio, plays in a browser), mkv or mov (see `opticlink.record.export`)."""
+        from opticlink.record.export import NothingRecorded, export, parse_time
+
+        _runtime(service, camera)
+        try:
+            first, last = parse_time(start), parse_time(end)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        if not first < last <= first + MAX_EXPORT_S:
+            raise HTTPException(400, f"the end must come after the start, at most {MAX_EXPORT_S // 3600} h after")
+        segments = service.recordings.segments(camera, first, last)
+        if not segments:
+            raise HTTPException(404, f"nothing of {camera} was recorded in that range")
+        descriptor, name = tempfile.mkstemp(prefix="opticlink-export-", suffix=f".{format}")
+        os.close(descriptor)
+        path = Path(name)
+        try:
+            async with exports:  # a few at a time: each takes a core while it transcodes
+                summary = await asyncio.to_thread(export, service.config.recordings_root, segments, first, last,
+                                                  path)
+        except NothingRecorded:
+            path.unlink(missing_ok=True)
+            raise HTTPException(404, f"nothing of {camera} was recorded in that range") from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        gate.audit.record("export", user=who.name, address=_address(request), camera=camera,
+                          detail=f"{start}..{end} {format}")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(summary.start_wall))
+        media = {"mp4": "video/mp4", "mkv": "video/x-matroska", "mov": "video/quicktime"}[format]
+        return FileResponse(path, media_type=media, filename=f"{camera}-{stamp}.{format}",
+                            background=BackgroundTask(path.unlink, missing_ok=True))
 
     return app
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
+from opticlink.api import settings
 from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.auth.gate import Gate
 from opticlink.auth.policy import RequestPolicy
@@ -21,11 +23,16 @@ from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import talker_name
 from opticlink.media import MediaFrame
 from opticlink.record.recorder import Recorder
+from opticlink.record.recovery import recover
+from opticlink.record.retention import Retention
 from opticlink.rtsp.client import ClientConfig
 from opticlink.store import Database
 from opticlink.store.recordings import Recordings
 from opticlink.talk.return_path import ReturnPath
 from opticlink.talk.session import TalkSession
+
+log = logging.getLogger(__name__)
+RETENTION_S = 60.0  # retention runs at least this often
 
 
 @dataclass(slots=True)
@@ -63,8 +70,10 @@ class CameraRuntime:
             "tracks": [{"index": t.index, "kind": t.kind, "codec": t.format.encoding, "clock_rate": t.format.clock_rate,
                         "backchannel": t.backchannel} for t in session.tracks],
             "sync": asdict(sync) if sync is not None else None,
-            "talk": None if self.talk is None else self._talk_status(self.talk),
+            "talk": None if self.talk is None or not self.config.talkback else self._talk_status(self.talk),
         }
+        if self.recorder is not None:
+            out["recording"] = asdict(self.recorder.stats)
         if session.ingest is not None:
             out["reception"] = {index: {**asdict(state.receiver.stats.snapshot()), "lost": state.receiver.buffer.lost}
                                 for index, state in session.ingest.states.items()}
@@ -128,6 +137,8 @@ class Service:
         self.cameras: dict[str, CameraRuntime] = {}
         self.server_task: asyncio.Task[None] | None = None  # the web server serving this service
         self.recordings = Recordings(self.database)
+        self.retention: Retention | None = None
+        self.retention_task: asyncio.Task[None] | None = None
         for camera in config.cameras:
             bus = FrameBus(camera.id)
             live = LiveFeed(camera.id, camera.title, audio=camera.live_audio)
@@ -135,21 +146,21 @@ class Service:
                                   transport=camera.transport, udp_any_port=camera.udp_any_port,
                                   basic_auth=camera.basic_auth)
             session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
-            return_path = ReturnPath(lambda session=session: session.epoch) if camera.talkback else None
+            # talk and its return path exist with talkback off too: an admin may switch it on at runtime
+            return_path = ReturnPath(lambda session=session: session.epoch)
             if return_path is not None:
                 bus.add_filter("echo", return_path.process)
             session.on_frame = _publisher(bus)
-            talk = (TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
-                                keep_open=camera.keep_backchannel_open,
-                                on_sent=return_path.far if return_path is not None else None,
-                                on_lost=_announce_lost(live))
-                    if camera.talkback else None)
+            talk = TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
+                               keep_open=camera.keep_backchannel_open, on_sent=return_path.far,
+                               on_lost=_announce_lost(live))
             runtime = CameraRuntime(camera, bus, live, session, talk, return_path)
             runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo" if return_path else None), None))
             if config.record and camera.record:
                 runtime.recorder = self._recorder(runtime)
                 runtime.consumers.append((runtime.recorder.subscription, None))
             self.cameras[camera.id] = runtime
+        settings.restore(self.cameras, self.database, _now())  # what admins changed at runtime, over the YAML
 
     def _recorder(self, runtime: CameraRuntime) -> Recorder:
         """The camera's recorder: a `gaps` subscription on its bus (frames as the camera sent them)."""
@@ -171,12 +182,53 @@ class Service:
                         server_wall=server_wall, record_audio=lambda: runtime.config.record_audio,
                         why_silent=why_silent, segment_s=self.config.segment_seconds)
 
+    def apply_settings(self, camera_id: str, changes: Mapping[str, object]) -> dict[str, object]:
+        """Change a camera's audio preferences (`settings.SETTINGS`) at once, without restarting its
+        session, and keep them over the YAML's; returns the settings now in effect. Raises KeyError
+        for an unknown camera, ValueError for a value its configuration refuses."""
+        runtime = self.cameras[camera_id]
+        settings.apply(runtime, changes, _now())
+        settings.persist(self.database, camera_id, {name: getattr(runtime.config, name) for name in changes})
+        return settings.effective(runtime.config)
+
+    async def _start_recording(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Recover what a crash left (before any recorder writes), then keep retention running."""
+        root = self.config.recordings_root
+        root.mkdir(parents=True, exist_ok=True)
+        report = await asyncio.to_thread(recover, root, self.recordings)
+        for runtime in self.cameras.values():
+            if runtime.recorder is not None:
+                runtime.recorder.resume_from = report.last_wall.get(runtime.config.id)
+        self.retention = Retention(root, self.recordings,
+                                   {c.id: (c.retain_days, c.retain_gb) for c in self.config.cameras},
+                                   retain_gb=self.config.retain_gb, min_free_gb=self.config.min_free_gb)
+        self._retention_due = asyncio.Event()
+        for runtime in self.cameras.values():
+            if runtime.recorder is not None:
+                runtime.recorder.on_segment_closed = lambda: loop.call_soon_threadsafe(self._retention_due.set)
+        self.retention_task = loop.create_task(self._retain(), name="retention")
+
+    async def _retain(self) -> None:
+        """Apply retention every `RETENTION_S`, and after each segment closes."""
+        assert self.retention is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETENTION_S):
+                    await self._retention_due.wait()
+            self._retention_due.clear()
+            try:
+                await asyncio.to_thread(self.retention.run_once, time.time())
+            except Exception:
+                log.exception("retention failed; trying again in %.0f s", RETENTION_S)
+
     async def start(self) -> None:
         # no camera password in any log line, whoever writes it (the RTSP layer quotes URLs and answers)
         install_log_redaction(secret for camera in self.config.cameras
                               for secret in (camera.password, urlsplit(camera.url).password))
         self.gate.sessions.purge()  # sessions that expired while the service was down
         loop = asyncio.get_running_loop()
+        if any(runtime.recorder is not None for runtime in self.cameras.values()):
+            await self._start_recording(loop)
         for runtime in self.cameras.values():
             live, _ = runtime.consumers[0]
             runtime.consumers[0] = (live, loop.create_task(runtime.live.run(live), name=f"live-{runtime.config.id}"))
@@ -186,6 +238,10 @@ class Service:
             runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
 
     async def stop(self) -> None:
+        if self.retention_task is not None:
+            self.retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.retention_task
         for runtime in self.cameras.values():
             if runtime.talk is not None:
                 await runtime.talk.close()

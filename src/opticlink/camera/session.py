@@ -122,6 +122,13 @@ class CameraSession:
     def sync_stats(self) -> SyncStats | None:
         return self.engine.stats() if self.engine is not None else None
 
+    def set_audio_offset(self, audio_offset_ms: float) -> None:
+        """A new audio offset: the running sync engine takes it for the frames from now on (see
+        `SyncEngine.set_audio_offset`), and every engine after a reconnection starts with it."""
+        self.audio_offset_ms = audio_offset_ms
+        if self.engine is not None:
+            self.engine.set_audio_offset(audio_offset_ms)
+
     async def run(self) -> None:
         """Play until `stop()`; without `reconnect`, the first failure is raised."""
         self._loop = asyncio.get_running_loop()

@@ -53,6 +53,7 @@ class Viewer:
         self.dropped_video = 0
         self.dropped_audio = 0
         self.mute_audio = False  # half duplex: the talker does not hear the camera while talking
+        self.talk_refusal: str | None = None  # why this viewer may not talk, whatever the camera allows (a role)
         self.rejected = 0  # talk frames refused
         self.sent = 0
         self.closed = False
@@ -146,6 +147,24 @@ class LiveFeed:
             for queued in await subscription.get():
                 self.publish(queued.frame, loop.time(), queued.published)
 
+    def set_audio(self, audio: bool, now: float) -> None:
+        """Send the camera's audio to the viewers, or stop at once. When it stops, the audio tracks leave
+        the codec configuration, sent again to every viewer (a player then runs on the picture's clock
+        instead of waiting for sound); when it resumes, they come back with the next audio frame."""
+        if audio == self.audio:
+            return
+        self.audio = audio
+        if audio or not any(kind == "audio" for kind, _ in self._configs.values()):
+            return
+        self._configs = {track: known for track, known in self._configs.items() if known[0] != "audio"}
+        self._config_message = self._encode_configs()
+        for viewer in self.viewers:
+            viewer.offer(Message(self._config_message, False, False, now), now)
+
+    def _encode_configs(self) -> bytes:
+        return encode_config(self.camera, self.name, [
+            track_description(track, kind, config) for track, (kind, config) in sorted(self._configs.items())])
+
     def publish(self, frame: MediaFrame, now: float, published: float | None = None) -> None:
         """Offer a frame to every viewer (never blocks); `published`: when the bus got it (else `now`)."""
         if frame.kind == "audio" and not self.audio:
@@ -154,8 +173,7 @@ class LiveFeed:
         known = self._configs.get(frame.track)
         if known is None or known[1] is not frame.config:
             self._configs[frame.track] = (frame.kind, frame.config)
-            self._config_message = encode_config(self.camera, self.name, [
-                track_description(track, kind, config) for track, (kind, config) in sorted(self._configs.items())])
+            self._config_message = self._encode_configs()
             config = Message(self._config_message, False, False, now)
             for viewer in self.viewers:
                 viewer.offer(config, now)

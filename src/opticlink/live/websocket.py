@@ -40,6 +40,8 @@ _numbers = itertools.count(1)
 
 
 Event = Callable[[str], None]  # "watch_start", "watch_stop", "talk_start", "talk_stop": for the audit log
+Setting = Callable[[], bool]  # a camera's setting as it is now (settings change at runtime)
+Reason = Callable[[], str | None]  # ... why talk is not possible with this camera now, if so
 
 
 def talker_name(talker: str | None) -> str | None:
@@ -48,26 +50,36 @@ def talker_name(talker: str | None) -> str | None:
 
 
 async def serve_viewer(websocket: WebSocket, feed: LiveFeed, talk: TalkSession | None = None, *, user: str,
-                       half_duplex: bool = False, talk_unavailable: str | None = None,
+                       half_duplex: bool | Setting = False, talk_unavailable: str | Reason | None = None,
                        talk_refusal: str | None = None, on_event: Event | None = None) -> None:
     """Send the camera's frames until the viewer leaves; a slow viewer only slows itself, and one that
     stops reading for `SEND_STALL_S` is disconnected (4408). Past `MAX_VIEWERS_PER_CAMERA` a new
-    viewer is refused (4429)."""
+    viewer is refused (4429).
+
+    `half_duplex` and `talk_unavailable` (why the camera cannot be talked to now: talkback off) may be
+    callables, read at each talk request: the camera's settings as they are then. `talk_refusal`: why
+    this viewer may not talk (their role)."""
     await websocket.accept()
     if len(feed.viewers) >= MAX_VIEWERS_PER_CAMERA:
         await websocket.close(code=4429, reason=f"this camera already has {MAX_VIEWERS_PER_CAMERA} viewers")
         return
     loop = asyncio.get_running_loop()
     viewer = Viewer(user)
+    viewer.talk_refusal = talk_refusal
     feed.attach(viewer, loop.time())
     event = on_event or (lambda action: None)
     event("watch_start")
-    reason = (talk_unavailable or "this camera has no talkback") if talk is None else talk_refusal
-    talk_state = {"type": "talk", "talking": talker_name(talk.talker) if talk else None, "you": user,
-                  "available": reason is None, "reason": reason}
-    viewer.offer_text(json.dumps(talk_state), loop.time())
+
+    unavailable: Reason = talk_unavailable if callable(talk_unavailable) else lambda: talk_unavailable
+    duplex: Setting = half_duplex if callable(half_duplex) else lambda: half_duplex
+
+    def refusal() -> str | None:
+        reason = unavailable()
+        return (reason or "this camera has no talkback") if talk is None else reason or talk_refusal
+
+    viewer.offer_text(json.dumps(_talk_state(viewer, talk, refusal())), loop.time())
     owner = f"{user}#{next(_numbers)}"
-    reader = loop.create_task(_receive(websocket, viewer, feed, talk, owner, half_duplex, reason, event))
+    reader = loop.create_task(_receive(websocket, viewer, feed, talk, owner, duplex, refusal, event))
     try:
         while not viewer.closed:
             messages = await viewer.get()
@@ -98,6 +110,33 @@ async def serve_viewer(websocket: WebSocket, feed: LiveFeed, talk: TalkSession |
         event("watch_stop")
 
 
+def _talk_state(viewer: Viewer, talk: TalkSession | None, reason: str | None) -> dict[str, object]:
+    """What a viewer is told of talk: who talks, who they are, and whether they may (else why not)."""
+    return {"type": "talk", "talking": talker_name(talk.talker) if talk else None, "you": viewer.name,
+            "available": reason is None, "reason": reason}
+
+
+def announce_talk_available(feed: LiveFeed, talk: TalkSession | None, unavailable: str | None, now: float) -> None:
+    """Tell every viewer whether they may talk now that the camera's talkback changed (`unavailable`:
+    why nobody may, if so); each viewer's own refusal (their role) still holds."""
+    for viewer in feed.viewers:
+        reason = unavailable or ("this camera has no talkback" if talk is None else viewer.talk_refusal)
+        viewer.offer_text(json.dumps(_talk_state(viewer, talk, reason)), now)
+
+
+def end_talk(feed: LiveFeed, talk: TalkSession, reason: str, now: float) -> str | None:
+    """Take the speaker from whoever has it (the camera's talkback was switched off): their talk stops,
+    they hear the camera again, and every viewer is told why. Returns the talker's user name, if any."""
+    talker = talk.talker
+    if talker is None:
+        return None
+    talk.stop(talker)
+    for viewer in feed.viewers:
+        viewer.mute_audio = False  # only the talker's can be muted
+    feed.broadcast(json.dumps({"type": "talk", "talking": None, "state": "error", "reason": reason}), now)
+    return talker_name(talker)
+
+
 class _RateLimitedLog:
     """At most one warning per kind of problem every `every` seconds, with a count of the rest."""
 
@@ -117,7 +156,7 @@ class _RateLimitedLog:
 
 
 async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: TalkSession | None, owner: str,
-                   half_duplex: bool, refusal: str | None, event: Event) -> None:
+                   half_duplex: Setting, refusal: Reason, event: Event) -> None:
     loop = asyncio.get_running_loop()
     warn = _RateLimitedLog()
 
@@ -150,8 +189,9 @@ async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: T
                     reply(state="error", reason="control message nested too deeply")
                     continue
                 if action == "start":
-                    if talk is None or refusal is not None:
-                        reply(state="unavailable", reason=refusal or "this camera has no talkback")
+                    reason = refusal()
+                    if talk is None or reason is not None:
+                        reply(state="unavailable", reason=reason or "this camera has no talkback")
                         continue
                     try:
                         info = await talk.start(owner)
@@ -161,7 +201,12 @@ async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: T
                     except TalkUnavailable as exc:
                         reply(state="unavailable", reason=str(exc))
                         continue
-                    viewer.mute_audio = half_duplex
+                    if talk.talker != owner or (reason := refusal()) is not None:
+                        # talkback went off while the backchannel opened
+                        talk.stop(owner)
+                        reply(state="unavailable", reason=reason or "talk was ended")
+                        continue
+                    viewer.mute_audio = half_duplex()
                     reply(state="granted", **info)
                     announce()
                     event("talk_start")

@@ -155,7 +155,11 @@ class Recorder:
                 now = loop.time()
                 frames = [q.frame for q in queued]
                 overflow = self.subscription.take_gaps()
-                await loop.run_in_executor(self._pool, self.process, frames, now, overflow)
+                try:
+                    await loop.run_in_executor(self._pool, self.process, frames, now, overflow)
+                except Exception as exc:  # a bug or a stream the muxer refuses: say so, and go on at the next keyframe
+                    log.exception("camera %s: recording failed", self.camera)
+                    await loop.run_in_executor(self._pool, self._stop_writing, "recorder error", str(exc), now)
                 await asyncio.sleep(BATCH_S)  # frames gather on the bus meanwhile: one hand-off a batch
         finally:
             await loop.run_in_executor(self._pool, self.close)
@@ -458,13 +462,17 @@ class Recorder:
 
     def _disk_error(self, exc: OSError, now: float) -> None:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        cause = "disk full" if full else "disk error"
-        self.stats.error = f"{cause}: {exc}"
+        self._stop_writing("disk full" if full else "disk error", str(exc), now)
+
+    def _stop_writing(self, cause: str, detail: str, now: float) -> None:
+        """Stop at once (the disk is full, the muxer failed) and try again in `DISK_RETRY_S`: the file
+        ends at its last flush (recovery cuts a torn fragment off), and a gap says why."""
+        self.stats.error = f"{cause}: {detail}"
         log.error("camera %s: recording stopped: %s; trying again in %.0f s", self.camera, self.stats.error,
                   DISK_RETRY_S)
         writer, segment_id = self._writer, self._segment_id
         if writer is not None:
-            writer.abandon()  # the file ends at its last flush; recovery cuts a torn fragment off
+            writer.abandon()
             self._account(writer)
             if segment_id is not None:
                 with contextlib.suppress(Exception):
@@ -481,7 +489,8 @@ class Recorder:
         self._disk_full_until = now + DISK_RETRY_S
         if self._gap_id is None:
             with contextlib.suppress(Exception):
-                self._gap_id = self.recordings.open_gap(self.camera, time.time(), cause, str(exc))
+                self._gap_id = self.recordings.open_gap(self.camera, self._last_end_wall or time.time(), cause,
+                                                        detail)
 
 
 def _sample_bytes(config: AudioConfig) -> int:

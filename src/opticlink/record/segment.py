@@ -235,6 +235,7 @@ def _audio_stream(container: av.container.OutputContainer, config: AudioConfig) 
         with av.open(io.BytesIO(_adts_probe(config.extra)), "r", format="aac") as probe:
             stream = container.add_stream_from_template(probe.streams.audio[0])
         stream.codec_context.extradata = config.extra
+        stream.codec_context.sample_rate = config.sample_rate  # empty ADTS frames do not tell the demuxer
         return stream
     raise ValueError(f"cannot record audio in {config.codec!r}")
 

@@ -241,3 +241,13 @@ class Database:
         with self.engine.connect() as c:
             return [AuditRow(r.id, r.at, r.user, r.address, r.action, r.camera, r.detail, bool(r.ok))
                     for r in c.execute(query)]
+
+    def audit_between(self, actions: Iterable[str], camera: str, start: float, end: float,
+                      limit: int = 5000) -> list[AuditRow]:
+        """Entries of `actions` for `camera` between two times, oldest first (at most `limit`)."""
+        query = (select(audit).where(audit.c.action.in_(list(actions)) & (audit.c.camera == camera)
+                                     & (audit.c.at >= start) & (audit.c.at <= end))
+                 .order_by(audit.c.at, audit.c.id).limit(limit))
+        with self.engine.connect() as c:
+            return [AuditRow(r.id, r.at, r.user, r.address, r.action, r.camera, r.detail, bool(r.ok))
+                    for r in c.execute(query)]

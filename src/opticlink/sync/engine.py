@@ -173,6 +173,26 @@ class SyncEngine:
         self._solo_video = not audio
         self.wall_floor = FloorEstimator()  # camera wall clock -> receiver clock
 
+    def set_audio_offset(self, audio_offset_ms: float) -> None:
+        """Take a new `audio_offset_ms` for the units from now on (a setting changed at runtime).
+
+        The change moves the audio tracks' mapping, so, as any change of a mapping, it goes into their
+        correction and nothing jumps: video moves to the new A/V alignment at `VIDEO_SLEW` while the
+        audio plays on, and the audio's own placement then settles by `MASTER_SLEW`. A change of more
+        than `HARD_RESYNC` is applied at once, as other corrections are: a step of the audio's placement."""
+        change = audio_offset_ms / 1000 - self.audio_offset
+        self.audio_offset = audio_offset_ms / 1000
+        for track in self.tracks.values():
+            if track.info.kind != "audio":
+                continue
+            if track.delay_floor is not None:  # the remembered delay is against the mapping: keep its meaning
+                track.delay_floor -= change
+            if track.resume_at is not None:
+                track.resume_at -= change
+            if abs(change) > HARD_RESYNC and track.last_target is not None:
+                track.last_target += change  # not a change of the mapping to slew: the next unit steps
+                track.hard_resyncs += 1
+
     # Inputs -------------------------------------------------------------------------------------
 
     def on_play(self, rtptimes: dict[int, int], clock_start: float | None) -> None:
@@ -217,7 +237,8 @@ class SyncEngine:
         first = track.last_ts is None
         duration = unit.duration / track.rate if unit.duration else 0.0
         if not first:
-            error = unit.arrival - self._target(track, ts)
+            # against the mapping without the configured offset: an offset is no jump of the timestamps
+            error = unit.arrival - (self._target(track, ts) - self._own_offset(track))
             if error < -JUMP_AHEAD or error > JUMP_IMPOSSIBLE:
                 self._reanchor(track, keep_fallback=True)
                 reanchored, first = True, True
@@ -304,7 +325,11 @@ class SyncEngine:
                 target = self._arrival_target(track, ts)
         else:
             target = self._arrival_target(track, ts) - (track.bias or 0.0)
-        return target + (self.audio_offset if track.info.kind == "audio" else 0.0)
+        return target + self._own_offset(track)
+
+    def _own_offset(self, track: _Track) -> float:
+        """What the configured offset adds to this track's mapping (audio only)."""
+        return self.audio_offset if track.info.kind == "audio" else 0.0
 
     def _learn_bias(self, track: _Track, ts: int) -> None:
         """Both mappings are floors, free of jitter: their difference needs no averaging."""
@@ -329,8 +354,7 @@ class SyncEngine:
         if ticks < -PLAY_ALIGN_LIMIT * track.rate:  # a frame captured just before the play instant counts
             return
         master_ts = master.unwrap((master.play_rtptime + round(ticks * master.rate / track.rate)) & 0xFFFFFFFF)
-        own = self.audio_offset if master.info.kind == "audio" else 0.0
-        bias = self._arrival_target(track, ts) - (self._target(master, master_ts) - own)
+        bias = self._arrival_target(track, ts) - (self._target(master, master_ts) - self._own_offset(master))
         if abs(bias) > PLAY_ALIGN_LIMIT:  # no encoder or network explains that: RTP-Info is wrong
             track.play_rtptime = None
             track.bias = None
