@@ -327,6 +327,11 @@ async def test_export_over_http(recording):
                                    ({"start": "1000", "end": "2000"}, 404)):
                 assert (await client.get("/api/cameras/drift/export", params=params)).status_code == status, params
             assert (await client.get("/api/cameras/door/export", params=query)).status_code == 404
+        viewer = credentials(service, "vera", "viewer")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base,
+                                     headers=viewer.bearer) as client:
+            refused = await client.get("/api/cameras/drift/export", params=query)
+            assert refused.status_code == 403 and "viewers may not export" in refused.text
     finally:
         service.database.close()
 

@@ -122,8 +122,16 @@ def _admin(request: Request) -> Principal:
     return who
 
 
+def _exporter(request: Request) -> Principal:
+    who = _principal(request)
+    if not who.may_export:
+        raise HTTPException(403, "viewers may not export recordings: ask an admin for the operator role")
+    return who
+
+
 Caller = Annotated[Principal, Depends(_principal)]
 Admin = Annotated[Principal, Depends(_admin)]
+Exporter = Annotated[Principal, Depends(_exporter)]
 
 
 def _address(request: Request | WebSocket) -> str:
@@ -358,7 +366,7 @@ def create_app(service: Service) -> FastAPI:
     exports = asyncio.Semaphore(MAX_EXPORTS)
 
     @app.get("/api/cameras/{camera}/export")
-    async def export_recording(camera: str, start: str, end: str, who: Caller, request: Request,
+    async def export_recording(camera: str, start: str, end: str, who: Exporter, request: Request,
                                format: Literal["mkv", "mp4", "mov"] = "mp4") -> FileResponse:
         """The camera's recordings from `start` to `end` (ISO 8601 or Unix seconds, at most 24 h) as one
         file: mp4 (AAC audio, plays in a browser), mkv or mov (see `opticlink.record.export`)."""

@@ -26,6 +26,11 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
+    @property
+    def may_export(self) -> bool:
+        """Admins and operators take recordings away; viewers watch and listen only."""
+        return self.role in (Role.ADMIN, Role.OPERATOR)
+
     def talk_refusal(self, camera: str) -> str | None:
         """Why this user may not talk to `camera`, or None if they may."""
         if self.role is Role.ADMIN:
