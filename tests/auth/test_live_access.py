@@ -156,3 +156,19 @@ async def test_a_deeply_nested_control_message_gets_an_error_and_the_connection_
         assert answer == {"type": "talk", "state": "error", "reason": "control message nested too deeply"}
         await ws.send(json.dumps({"type": "talk", "action": "dance"}))
         assert (await _talk(ws))["reason"] == "unknown control message"  # still served
+
+
+async def test_an_open_live_socket_closes_when_its_user_is_removed_or_logged_out(unreachable, monkeypatch):
+    from opticlink.api import app as app_module
+
+    monkeypatch.setattr(app_module, "RECHECK_S", 0.3)
+    service, base = unreachable
+    gone = credentials(service, "gone", "viewer")
+    staying = credentials(service, "staying", "viewer")
+    async with _connect(_live(base), gone.cookie_header) as ws, _connect(_live(base), staying.cookie_header) as other:
+        await _talk(ws, want=("you",))
+        service.database.remove_user("gone")
+        code, reason = await _closed(ws)
+        assert code == 4401 and "log in again" in reason
+        await asyncio.sleep(1.0)
+        assert other.state.name == "OPEN"  # the other user's socket is untouched

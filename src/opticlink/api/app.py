@@ -13,6 +13,7 @@ role may do is checked in the routes (`_admin`) and, for talk, per camera (`Prin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import os
@@ -55,12 +56,42 @@ MAX_EXPORT_S = 24 * 3600  # the longest export over HTTP
 MAX_EXPORTS = 2  # exports running at once
 
 
+# An open WebSocket is checked again this often: a session that ended (logout, expiry, a changed
+# password) or a user removed or given another role stops being served within this time.
+RECHECK_S = 30.0
+
+
 class AccessControl:
     """ASGI middleware: Host, Origin and credentials for every HTTP request and WebSocket."""
 
     def __init__(self, app: ASGIApp, gate: Gate) -> None:
         self.app = app
         self.gate = gate
+
+    async def _watched(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
+                       who: Principal) -> None:
+        """Serve a WebSocket while the credentials that opened it stay valid; then close it (4401)."""
+        served = asyncio.ensure_future(self.app(scope, receive, send))
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(RECHECK_S)
+                now = self.gate.identify(headers)
+                if now is None or now.user_id != who.user_id or now.role != who.role:
+                    with contextlib.suppress(Exception):
+                        await send({"type": "websocket.close", "code": 4401,
+                                    "reason": "your session ended or your access changed: log in again"})
+                    served.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await served
+        except asyncio.CancelledError:
+            if not watcher.done():
+                raise
+        finally:
+            watcher.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -86,7 +117,7 @@ class AccessControl:
                 await socket.close(code=refusal[0], reason=refusal[1])
                 return
             scope[PRINCIPAL] = who
-            await self.app(scope, receive, send)
+            await self._watched(scope, receive, send, headers, who)
             return
         path, method = scope["path"], scope["method"]
         if not policy.host_allowed(host):
