@@ -89,3 +89,12 @@ def test_removing_a_user_removes_their_sessions_tokens_and_permissions(tmp_path)
     db.add_token(user_id, "api", "t" * 64, 0.0)
     assert db.remove_user("ada")
     assert db.session("s" * 64) is None and db.token("t" * 64) is None
+
+
+def test_old_audit_entries_are_forgotten(tmp_path):
+    db = Database.open(tmp_path)
+    db.add_audit(100.0, "login", user="old")
+    db.add_audit(10_000.0, "login", user="new")
+    assert db.remove_audit_before(5_000.0) == 1
+    assert [r.user for r in db.audit()] == ["new"]
+    db.close()

@@ -61,6 +61,7 @@ class ServiceConfig(BaseModel):
     origins: list[str] = Field(default_factory=list)  # other page origins allowed to open the live WebSocket
     session_idle_minutes: float = Field(720.0, gt=0)  # a login ends after this long without a request (12 h)
     session_max_hours: float = Field(168.0, gt=0)  # ... and this long after it began, regardless (7 days)
+    audit_days: float = Field(400.0, gt=0)  # audit entries are kept this long (a year and a bit)
     record: bool = False  # continuous recording of every camera with `record: true` (`serve` turns it on)
     recordings_dir: Path | None = None  # where segments go; default data_dir/recordings
     segment_seconds: float = Field(60.0, ge=2, le=600)  # a new segment file at the first keyframe after this

@@ -226,6 +226,7 @@ class Service:
         install_log_redaction(secret for camera in self.config.cameras
                               for secret in (camera.password, urlsplit(camera.url).password))
         self.gate.sessions.purge()  # sessions that expired while the service was down
+        self.database.remove_audit_before(time.time() - self.config.audit_days * 86400)
         loop = asyncio.get_running_loop()
         if any(runtime.recorder is not None for runtime in self.cameras.values()):
             await self._start_recording(loop)

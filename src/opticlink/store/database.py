@@ -251,3 +251,8 @@ class Database:
         with self.engine.connect() as c:
             return [AuditRow(r.id, r.at, r.user, r.address, r.action, r.camera, r.detail, bool(r.ok))
                     for r in c.execute(query)]
+
+    def remove_audit_before(self, at: float) -> int:
+        """Forget audit entries older than `at` (the audit log's retention)."""
+        with self.engine.begin() as c:
+            return c.execute(delete(audit).where(audit.c.at < at)).rowcount
