@@ -312,3 +312,45 @@ def test_a_minute_of_a_skewed_jittery_camera_exports_in_sync_across_segment_boun
         assert summary["mean_ms"] == pytest.approx(EXPECTED_MS, abs=3.0), kind
         assert summary["dropped_frames"] == 0 and summary["repeated_frames"] == 0 and summary["backward_jumps"] == 0
     database.close()
+
+
+async def test_an_exported_mp4_plays_with_sound_in_chromium_s_own_video_element(tmp_path):
+    """What a user does with an export: open it in a browser. Chromium's `<video>` (no MSE, no
+    player of ours) decodes its picture and its AAC sound."""
+    import functools
+    import http.server
+    import threading
+
+    from playwright.async_api import async_playwright
+
+    from opticlink.hub import FrameBus
+    from opticlink.live.chromium import launch
+    from opticlink.record.export import export
+
+    database = Database.open(tmp_path)
+    recordings = Recordings(database)
+    recorder = Recorder("cam", tmp_path / "rec", recordings, FrameBus("cam").subscribe("r", policy="gaps"),
+                        segment_s=4.0, server_wall=lambda pts: 1.8e9 + pts / 1e6)
+    drive(recorder, replayed_frames(9, Faults(seed=4)))
+    segments = recordings.segments("cam")
+    (tmp_path / "www").mkdir()
+    export(tmp_path / "rec", segments, segments[0].start_wall, segments[-1].end_wall, tmp_path / "www" / "e.mp4")
+    database.close()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        async with async_playwright() as pw:
+            browser = await launch(pw)
+            page = await browser.new_page()
+            await page.set_content(f'<video id="v" src="http://127.0.0.1:{server.server_port}/e.mp4" autoplay>')
+            await page.wait_for_function("document.getElementById('v').currentTime > 2", timeout=20_000)
+            played = await page.evaluate("""() => { const v = document.getElementById('v');
+                return {audio: v.webkitAudioDecodedByteCount, video: v.webkitVideoDecodedByteCount,
+                        width: v.videoWidth, duration: v.duration, error: v.error && v.error.message}; }""")
+            await browser.close()
+    finally:
+        server.shutdown()
+    assert played["error"] is None and played["width"] == 320
+    assert played["audio"] > 0 and played["video"] > 0  # it has sound, and Chromium decodes it
+    assert 7 < played["duration"] < 10
