@@ -354,3 +354,29 @@ async def test_an_exported_mp4_plays_with_sound_in_chromium_s_own_video_element(
     assert played["error"] is None and played["width"] == 320
     assert played["audio"] > 0 and played["video"] > 0  # it has sound, and Chromium decodes it
     assert 7 < played["duration"] < 10
+
+
+def test_record_audio_switched_at_runtime_takes_effect_at_the_next_keyframe(tmp_path):
+    from opticlink.hub import FrameBus
+
+    database = Database.open(tmp_path)
+    recordings = Recordings(database)
+    keep = {"audio": True}
+    recorder = Recorder("cam", tmp_path / "rec", recordings, FrameBus("cam").subscribe("r", policy="gaps"),
+                        segment_s=60.0, server_wall=lambda pts: 1.8e9 + pts / 1e6,
+                        record_audio=lambda: keep["audio"])
+    frames = replayed_frames(12, Faults(seed=6))
+    first, second = [f for f in frames if f[0] < 4.5], [f for f in frames if 4.5 <= f[0] < 8.5]
+    third = [f for f in frames if f[0] >= 8.5]
+    drive_some = [(first, True), (second, False), (third, True)]
+    for part, audio in drive_some:
+        keep["audio"] = audio
+        for arrival, frame in part:
+            recorder.process([frame], arrival)
+    recorder.close()
+    segments = recordings.segments("cam")
+    assert [s.audio_codec for s in segments] == ["pcmu", None, "pcmu"]
+    assert len({s.run for s in segments}) == 1 and not recordings.gaps("cam")  # one run, nothing lost
+    for segment in segments:
+        assert asyncio.run(decode_errors(tmp_path / "rec" / segment.path)) == ""
+    database.close()

@@ -252,8 +252,12 @@ class Recorder:
             assert self._run is not None
             age = (self._run.video_media(frame)[1] - self._segment_start_us) / 1e6
             changed = config.parameter_sets != writer.video_config.parameter_sets
-            if frame.keyframe and config.complete and (age >= self.segment_s or changed):
+            # record_audio switched at runtime: the next segment has (or lacks) the audio track
+            audio_switched = (writer.audio_config is not None) != (self._audio_config(frame) is not None)
+            if frame.keyframe and config.complete and (age >= self.segment_s or changed or audio_switched):
                 self._close_segment(now, next_keyframe=frame)
+                if audio_switched:
+                    self._run.audio_first_rtp = None  # the sound starts again where the picture is
                 self._open_segment(frame, now)
                 writer = self._writer
                 assert writer is not None
