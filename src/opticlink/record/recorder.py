@@ -8,8 +8,10 @@ after sample, with a hole the camera left (lost packets) filled with silence of 
 (G.711, L16). Video is placed on that clock through the sync engine's timeline: a frame's media time
 is its timeline time minus the audio's current timeline-minus-media difference, so a picture sits
 beside the sound captured with it even when the camera's audio clock runs 300 ppm fast (18 ms a
-minute that sample-counting players would otherwise drift). Without audio, media time is the
-timeline.
+minute that sample-counting players would otherwise drift). Without audio (a camera without, or
+`record_audio: false`), media time is the camera's video clock (its 90 kHz RTP timestamps), so
+frames are as evenly spaced as the camera stamped them. A run's first second is held and placed once
+the sync engine settled (`RUN_SETTLE_S`).
 
 **Wall time** (Unix seconds) comes from the camera's own clock (its RTCP Sender Reports) when it
 sends them and agrees with the server's within `MAX_CAMERA_CLOCK_ERROR_S`, else from the server's
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import time
@@ -58,9 +61,10 @@ MAX_CAMERA_CLOCK_ERROR_S = 300.0
 MAX_WALL_RATE_ERROR = 0.01  # wall time follows its clock at most 1% faster or slower than media time
 MAX_WALL_STEP_S = 2.0  # a clock further off than this stepped: the next segment starts at the new time
 DISK_RETRY_S = 10.0  # after a full disk, the next try
-INDEX_EVERY_S = 1.0
-DECLARE_WAIT_S = 2.0  # the first segment waits this long (of timeline) to see both tracks before it declares them
-MAX_PENDING_FRAMES = 1000  # the segment's row is updated at most this often while it is written
+INDEX_EVERY_S = 1.0  # the segment's row is updated at most this often while it is written
+DECLARE_WAIT_S = 2.0  # the first segment waits this long (of timeline) to see both tracks before declaring them
+MAX_PENDING_FRAMES = 1000  # frames held for either wait, whatever their span
+RUN_SETTLE_S = 1.0  # a run's first frames are held this long (of timeline), placed once the sync settled
 
 
 @dataclass(slots=True)
@@ -89,9 +93,27 @@ class _Run:
         self.audio_next = 0  # media sample where the next audio frame should start
         self.audio_ssrc = 0
         self.offset_us = 0  # timeline minus media time, as the audio says (0 without audio)
+        self.by_clock = False  # video placed by its own 90 kHz clock (a segment without audio)
+        self._anchor: tuple[int, int] | None = None  # (video ticks, media µs) where the clock was anchored
+        self._ticks = 0  # the video's unwrapped RTP time since the run's first video frame
+        self._last_rtp: int | None = None
 
     def video_media(self, frame: MediaFrame) -> tuple[int, int]:
-        return (frame.pts_us - self.origin_us - self.offset_us, frame.decode_us - self.origin_us - self.offset_us)
+        """A video frame's media times (pts, dts): through the sound's clock when the segment has
+        audio, else by the picture's own clock, evenly spaced as the camera stamped it."""
+        if self._last_rtp is not None:
+            step = (frame.rtp_timestamp - self._last_rtp) & 0xFFFFFFFF
+            self._ticks += step - (1 << 32) if step >= 1 << 31 else step
+        self._last_rtp = frame.rtp_timestamp
+        reorder = frame.pts_us - frame.decode_us
+        engine = frame.pts_us - self.origin_us - self.offset_us
+        if not self.by_clock:
+            self._anchor = None
+            return engine, engine - reorder
+        if self._anchor is None:
+            self._anchor = (self._ticks, engine)
+        pts = self._anchor[1] + round((self._ticks - self._anchor[0]) * 1e6 / 90_000)
+        return pts, pts - reorder
 
 
 class Recorder:
@@ -118,6 +140,7 @@ class Recorder:
         self.stats = RecorderStats()
         self._continue_wall: float | None = None
         self._gap_ends: float | None = None
+        self._settling: list[MediaFrame] | None = None  # a run's first frames, until RUN_SETTLE_S of them
         self.resume_from: float | None = None  # where the camera's recordings ended before this start
         self._merger = FrameMerger(MERGE_HOLD)
         self._run: _Run | None = None
@@ -224,6 +247,44 @@ class Recorder:
         self._dispatch(frame, now)
 
     def _dispatch(self, frame: MediaFrame, now: float) -> None:
+        if self._settling is not None:
+            if frame.reanchored:
+                self._settle(now)
+            else:
+                self._settling.append(frame)
+                span = frame.pts_us - self._settling[0].pts_us
+                if span >= RUN_SETTLE_S * 1e6 or len(self._settling) > MAX_PENDING_FRAMES:
+                    self._settle(now)
+                return
+        config = frame.config
+        if self._run is None and self._writer is None and frame.kind == "video" and frame.keyframe \
+                and isinstance(config, VideoConfig) and config.complete:
+            self._settling = [frame]  # a run begins: its first second is placed once the sync has settled
+            return
+        self._dispatch_now(frame, now)
+
+    def _settle(self, now: float) -> None:
+        """Write the frames held at a run's start, the picture placed by its own clock (90 kHz) at the
+        A/V relation the sync engine reached by the end of them: a recording does not show the engine
+        stepping the picture toward the sound in its first half-second, and its frames stay evenly
+        spaced (players that round times to the frame rate see no two frames in one slot)."""
+        held, self._settling = self._settling or [], None
+        videos = [f for f in held if f.kind == "video"]
+        if videos:
+            first = videos[0].rtp_timestamp
+
+            def clock_us(f: MediaFrame) -> int:
+                ticks = (f.rtp_timestamp - first) & 0xFFFFFFFF
+                return round((ticks - (1 << 32) if ticks >= 1 << 31 else ticks) * 1e6 / 90_000)
+
+            relation = videos[-1].pts_us - clock_us(videos[-1])
+            held = [dataclasses.replace(f, pts_us=clock_us(f) + relation,
+                                        dts_us=clock_us(f) + relation - (f.pts_us - f.decode_us))
+                    if f.kind == "video" else f for f in held]
+        for frame in held:
+            self._dispatch_now(frame, now)
+
+    def _dispatch_now(self, frame: MediaFrame, now: float) -> None:
         previous = self._last_pts.get(frame.track)
         self._last_pts[frame.track] = frame.pts_us
         if self._run is not None and (frame.reanchored or (previous is not None
@@ -339,7 +400,9 @@ class Recorder:
             self._run = _Run(self.recordings.new_run(self.camera), frame.decode_us)
             self.stats.runs += 1
         run = self._run
+        audio = self._audio_config(frame)
         if frame.kind == "video":
+            run.by_clock = audio is None
             media_pts, media_dts = run.video_media(frame)
         elif run.audio_first_rtp is not None and run.audio_rate:
             media_pts = media_dts = round(run.audio_next * 1e6 / run.audio_rate)  # the run's next sample
@@ -350,7 +413,6 @@ class Recorder:
         wall -= (media_pts - start_us) / 1e6
         if self._continue_wall is not None:  # the run goes on: wall time too, from where the last segment ended
             wall, self._continue_wall = self._continue_wall, None
-        audio = self._audio_config(frame)
         if self._gap_id is not None:
             self._gap_ends = wall  # the gap closes once this segment's first frames are on disk
         if self.resume_from is not None:  # the first segment since the service started
@@ -436,6 +498,8 @@ class Recorder:
 
     def _end_run(self, now: float, cause: str, detail: str | None = None, *, silent: bool = False) -> None:
         """Close the run: its segment is closed and indexed, and (unless `silent`) a gap begins."""
+        if self._settling is not None:
+            self._settle(now)
         if self._writer is not None:
             self._close_segment(now)
         had_run = self._run is not None
