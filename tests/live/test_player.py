@@ -47,13 +47,14 @@ def address(line: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def camera_and_service(tmp_path, *sim_args: str):
+async def camera_and_service(tmp_path, *sim_args: str, yaml: str = ""):
     """`opticlink sim` with one camera and `opticlink serve` for it, each in its own process; yields
-    the simulator, its URL, the service's address and credentials (an admin's session and token)."""
+    the simulator, its URL, the service's address and credentials (an admin's session and token).
+    `yaml`: more top-level configuration lines (`segment_seconds: 5`)."""
     async with process("sim", "--port", "0", "--size", "320x180", *sim_args) as (sim, printed):
         url = address(printed[0])
         config = tmp_path / "cameras.yaml"
-        config.write_text(f"data_dir: {tmp_path}\ncameras:\n  - id: cam1\n    name: Door\n    url: {url}\n")
+        config.write_text(f"data_dir: {tmp_path}\n{yaml}\ncameras:\n  - id: cam1\n    name: Door\n    url: {url}\n")
         creds = credentials(tmp_path)  # in the database the service opens
         async with process("serve", str(config), "--port", "0") as (_, served):
             yield sim, url, address(served[0]), creds

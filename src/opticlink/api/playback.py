@@ -32,8 +32,18 @@ from pathlib import Path
 from fastapi import WebSocket, WebSocketDisconnect
 
 from opticlink.live.protocol import encode_config, encode_frame, track_description
-from opticlink.record.playback import SPEEDS, Config, Event, Frame, PlaybackSource, Position, Reset, State
-from opticlink.record.reader import read_frames
+from opticlink.record.playback import (
+    SPEEDS,
+    Config,
+    Event,
+    Frame,
+    OpenReader,
+    PlaybackSource,
+    Position,
+    Reset,
+    State,
+)
+from opticlink.record.reader import RecordedFrame, read_frames
 from opticlink.store.database import Database
 from opticlink.store.recordings import Recordings
 
@@ -48,12 +58,12 @@ SEGMENT_WINDOW_S = 3600.0  # segments opened by one reader (it is opened again a
 MAX_FUTURE_S = 86400.0
 _playing: dict[str, int] = {}
 
-Event_ = Callable[[str, str | None], None]  # audit: action, detail
+Audit = Callable[[str, str | None], None]  # playback_start, playback_stop; and a detail
 
 
-def opener(root: Path, recordings: Recordings, camera: str) -> Callable[[float], Iterator]:  # type: ignore[type-arg]
+def opener(root: Path, recordings: Recordings, camera: str) -> OpenReader:
     """`open_reader(wall)` for a camera: its recorded frames from the keyframe before `wall`."""
-    def open_reader(wall: float) -> Iterator:  # type: ignore[type-arg]
+    def open_reader(wall: float) -> Iterator[RecordedFrame]:
         segments = recordings.segments(camera, wall - SEGMENT_LOOKBACK_S, wall + SEGMENT_WINDOW_S, limit=400)
         return read_frames(root, segments, wall)
 
@@ -101,8 +111,8 @@ def start_of(query: dict[str, str], now_wall: float) -> tuple[float, float, bool
     return start, speed, query.get("paused") not in ("1", "true")
 
 
-async def serve_playback(websocket: WebSocket, camera: str, name: str, open_reader: Callable[[float], Iterator],  # type: ignore[type-arg]
-                         *, user: str, on_event: Event_ | None = None) -> None:
+async def serve_playback(websocket: WebSocket, camera: str, name: str, open_reader: OpenReader, *, user: str,
+                         on_event: Audit | None = None) -> None:
     """Play `camera`'s recording to one viewer until they leave."""
     await websocket.accept()
     try:

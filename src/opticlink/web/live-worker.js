@@ -17,10 +17,22 @@
 // target buffered (older samples are dropped before they are heard), and the lateness of that
 // second counts until the next second has measured the steady lateness; then a buffer still far
 // over its target skips down once rather than taking tens of seconds of 0.5 % trims to get there.
+//
+// Playback of a recording (init with `playback: true`, the URL of /api/cameras/ID/playback) is the
+// same stream: the server paces recorded frames in real time on a session clock, so all of the above
+// holds as it is. What playback adds: a `reset` text message before the frames of each seek (the
+// decoder and the audio restart; what decodes before the reset's `pts` is the way to it and is not
+// shown; the frame at `pts` is drawn at once, paused or not), `playback` (playing, paused, ended:
+// the sound stops without an underrun) and `position` messages, passed on to the page; the page's
+// `control` messages go to the server. A frame header's capture time is the recorded wall time: the
+// stats carry the one of the frame on screen (`wall`, Unix seconds) instead of a latency.
 import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 
 const TARGET_FLOOR_MS = 40;
+// A recording has no one waiting at the other end: its sound is buffered deeper, a loaded machine's
+// hiccups are not heard, and the picture (on the audio clock) follows as it does live.
+const PLAYBACK_TARGET_FLOOR_MS = 250;
 const MAX_TRIM = 0.005;
 const WATCHDOG_MS = 200;
 const HARD_RESYNC_MS = 150;
@@ -34,6 +46,7 @@ const VIDEO_LATE_MARGIN_MS = 25;
 const videoLate = new Float64Array(VIDEO_LATE_WINDOW);
 let videoLateCount = 0;
 const WARMUP_US = 1_000_000; // from the first audio frame, before the sound starts
+const PLAYBACK_WARMUP_US = 300_000; // ... of a recording: no page loading, no burst; its floor covers the rest
 const NOT_YET = 1 << 30; // a start level the ring never reaches
 const UNDERRUN_SAFETY_MS = 20; // added to the target by each underrun
 const SAFETY_FADE_MS_PER_S = 20 / 60; // and fading over a minute
@@ -49,6 +62,7 @@ const state = {
   frames: [], wallOf: new Map(), waitingKey: true, period: 40000, noAudioLag: null, underrunsTimed: 0,
   stats: null,
   hardware: "no-preference",
+  playback: null, // { posterPts, wall, inbox, busy } when playing a recording
   talk: { requested: false, granted: false, port: null, inputLatency: 0, sequence: 0, sent: 0, dropped: 0,
           captureMs: [] },
 };
@@ -60,7 +74,7 @@ function newStats() {
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
     videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [],
-    presentation: "canvas", audioTransport: null,
+    presentation: "canvas", audioTransport: null, wall: null,
   };
 }
 state.stats = newStats();
@@ -78,6 +92,7 @@ self.onmessage = (event) => {
     state.outputLatency = message.outputLatency || 0;
     if (message.ring) state.ring = SampleRing.from(message.ring.data, message.ring.control);
     state.stats.audioTransport = state.ring ? "shared ring" : "message port";
+    if (message.playback) state.playback = { posterPts: null, wall: null, inbox: [], busy: false };
     if (message.port) {
       state.port = message.port;
       state.portControl = new Int32Array(CONTROL.SIZE);
@@ -95,6 +110,8 @@ self.onmessage = (event) => {
     state.talk.port = message.port;
     state.talk.inputLatency = message.inputLatency || 0;
     message.port.onmessage = (e) => sendTalkFrame(e.data);
+  } else if (message.type === "control") { // playback: play, pause, seek, speed
+    if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message.control));
   } else if (message.type === "close") {
     state.closed = true;
     if (state.socket) state.socket.close();
@@ -132,17 +149,28 @@ function buffered() {
 
 // Network --------------------------------------------------------------------------------------
 
-const REFUSED = new Set([4401, 4403, 4404]); // WebSocket close codes of the service's access control
+const REFUSED = new Set([4400, 4401, 4403, 4404]); // access control; 4400: a playback asked for wrongly
 
 function connect() {
   if (state.closed) return;
-  const socket = new WebSocket(state.url);
+  let url = state.url;
+  if (state.playback?.wall) { // reconnecting: carry on where the playback was
+    const again = new URL(url);
+    again.searchParams.set("start", String(state.playback.wall));
+    url = again.href;
+  }
+  const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
   state.socket = socket;
   socket.onopen = () => { state.stats.connected = true; state.retry = 0; };
   socket.onmessage = (event) => {
-    if (typeof event.data === "string") onText(event.data);
-    else onMessage(new Uint8Array(event.data));
+    const playback = state.playback;
+    if (playback && (playback.busy || playback.inbox.length)) { // in order, after the decoder is configured
+      if (playback.inbox.length >= MAX_INBOX) playback.inbox.length = 0;
+      playback.inbox.push(event.data);
+    } else {
+      receive(event.data);
+    }
   };
   socket.onclose = (event) => {
     state.stats.connected = false;
@@ -162,9 +190,27 @@ function connect() {
   };
 }
 
+const MAX_INBOX = 4096; // playback messages held while a configuration is applied
+
+function receive(data) {
+  if (typeof data === "string") onText(data);
+  else onMessage(new Uint8Array(data));
+}
+
 function onMessage(bytes) {
   state.stats.bytes += bytes.length;
-  if (bytes[0] === 1) return configure(parseConfig(bytes));
+  if (bytes[0] === 1) {
+    const configured = configure(parseConfig(bytes));
+    const playback = state.playback;
+    if (playback) { // a seek's frames follow its configuration at once: none may reach an unready decoder
+      playback.busy = true;
+      configured.catch(() => {}).finally(() => {
+        playback.busy = false;
+        while (!playback.busy && playback.inbox.length) receive(playback.inbox.shift());
+      });
+    }
+    return configured;
+  }
   if (bytes[0] !== 2 || !state.config) return;
   const frame = parseFrame(bytes);
   const track = state.config.byTrack.get(frame.track);
@@ -197,6 +243,9 @@ function onText(text) {
   } catch {
     return;
   }
+  if (state.playback && ["reset", "playback", "position", "error"].includes(message.type)) {
+    return onPlayback(message);
+  }
   if (message.type !== "talk") return;
   if (message.state === "granted") {
     state.talk.granted = state.talk.requested;
@@ -205,6 +254,61 @@ function onText(text) {
     state.talk.granted = state.talk.requested = false;
   }
   self.postMessage(message);
+}
+
+// Playback ----------------------------------------------------------------------------------------
+
+function onPlayback(message) {
+  const playback = state.playback;
+  if (message.type === "reset") {
+    for (const frame of state.frames) frame.close();
+    state.frames.length = 0;
+    const decoder = state.video?.decoder;
+    if (decoder && decoder.state === "configured") {
+      decoder.reset();
+      decoder.configure(state.video.config);
+    }
+    state.waitingKey = true;
+    state.noAudioLag = null;
+    state.wallOf.clear();
+    videoLateCount = 0;
+    playback.posterPts = message.pts;
+    quietAudio();
+  } else if (message.type === "playback" && message.state !== "playing") {
+    quietAudio();
+    const decoder = state.video?.decoder;
+    if (decoder && decoder.state === "configured") { // the picture asked for may still be in the decoder
+      decoder.flush().catch(() => {});
+      state.waitingKey = true; // after a flush; the server restarts at a keyframe on play anyway
+    }
+  }
+  if ("wall" in message && message.wall) playback.wall = message.wall;
+  self.postMessage({ type: "playback", message });
+}
+
+/** Stop the sound at once (a pause, a seek, the end), without an underrun: it restarts as a new stream. */
+function quietAudio() {
+  const audio = state.audio;
+  if (!audio) return;
+  if (audio.decoder && audio.decoder.state !== "closed") audio.decoder.close();
+  const track = state.config?.tracks.find((t) => t.kind === "audio");
+  if (!track) { state.audio = null; return; }
+  const waiting = buffered();
+  setupAudio(track); // START_AT never, a new generation: the worklet stops before it runs dry
+  setCtl(CONTROL.STATE, 0);
+  if (waiting > 0) setCtl(CONTROL.SKIP, waiting);
+}
+
+/** A decoded frame of a playback reset: the way to the asked-for picture is dropped, that picture shown. */
+function posterFrame(frame) {
+  const playback = state.playback;
+  if (frame.timestamp < playback.posterPts - 500) { frame.close(); return true; }
+  playback.posterPts = null;
+  const wall = state.wallOf.get(Math.round(frame.timestamp));
+  if (wall) state.stats.wall = wall / 1e6;
+  draw(frame);
+  state.stats.framesShown++;
+  return true;
 }
 
 const TALK_HEADER = 24;
@@ -244,7 +348,7 @@ async function configure(config) {
   if (audio && (!state.audio || state.audio.codec !== audio.codec || state.audio.rate !== audio.sampleRate)) {
     setupAudio(audio);
   }
-  if (!audio) state.audio = null;
+  if (!audio) { state.audio = null; state.stats.audioCodec = null; }
 }
 
 function videoKey(config) {
@@ -272,6 +376,7 @@ async function setupVideo(track) {
   const decoder = new VideoDecoder({
     output: (frame) => {
       state.stats.framesDecoded++;
+      if (state.playback?.posterPts != null && posterFrame(frame)) return;
       const audio = state.audio;
       if (audio && audio.earliest !== null) { // after the earliest sound: when the frame can be shown at all
         videoLate[videoLateCount++ % VIDEO_LATE_WINDOW] = (performance.now() * 1000 - frame.timestamp - audio.earliest) / 1000;
@@ -342,9 +447,9 @@ function onAudio(frame, track) {
   } else {
     audio.warmupWorst = Math.max(audio.warmupWorst, lateness);
     if (audio.firstAt === null) audio.firstAt = now;
-    if (now - audio.firstAt >= WARMUP_US) audio.warmup = false; // from now on, the steady lateness
+    if (now - audio.firstAt >= (state.playback ? PLAYBACK_WARMUP_US : WARMUP_US)) audio.warmup = false; // from now on, the steady lateness
   }
-  if (frame.wall > 0) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
+  if (frame.wall > 0 && !state.playback) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   if (audio.decoder) {
     audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));
   } else if (track.codec === "l16") {
@@ -453,7 +558,7 @@ function targetOf(audio) {
   let video = 0;
   for (let i = 0; i < Math.min(videoLateCount, VIDEO_LATE_WINDOW); i++) if (videoLate[i] > video) video = videoLate[i];
   const needed = Math.max(audio.packetMs + allowedLateness(audio) + 10, video + VIDEO_LATE_MARGIN_MS);
-  return Math.max(TARGET_FLOOR_MS, needed) + audio.safety;
+  return Math.max(state.playback ? PLAYBACK_TARGET_FLOOR_MS : TARGET_FLOOR_MS, needed) + audio.safety;
 }
 
 /** Buffer to fill before playing: the target, once the page's start is over. */
@@ -506,7 +611,7 @@ function onVideo(frame) {
   state.waitingKey = false;
   if (frame.wall > 0) {
     state.wallOf.set(Math.round(frame.pts), frame.wall);
-    state.stats.videoArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
+    if (!state.playback) state.stats.videoArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   }
   if (state.wallOf.size > 300) state.wallOf.delete(state.wallOf.keys().next().value);
   if (state.noAudioLag === null || performance.now() * 1000 - frame.pts < state.noAudioLag) {
@@ -604,7 +709,9 @@ function present(begin) {
   fresh.avOffsets.push(offset);
   state.stats.avOffsetMs = +offset.toFixed(2);
   const wall = state.wallOf.get(Math.round(show.timestamp));
-  if (wall) {
+  if (wall && state.playback) {
+    state.stats.wall = wall / 1e6; // what is on screen was recorded then
+  } else if (wall) {
     const latency = performance.timeOrigin + shownAt / 1000 - wall / 1000;
     record(latencies, latency);
     fresh.latencies.push(latency);

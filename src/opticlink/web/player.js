@@ -1,5 +1,8 @@
 // <opticlink-player camera="ID" [viewer="NAME"]>: a camera's live picture and sound, with the
 // audio as the clock, and a talk button (hold to talk, or click to talk until clicked again).
+// `playRecording(wall)` switches it to the camera's recording (the same Worker and worklet, fed by
+// the playback WebSocket), `control({action})` plays, pauses, seeks and changes speed, `showLive()`
+// goes back; a `playback` event carries the server's reset/playback/position messages.
 //
 // The main thread only builds the element, starts the Worker (network, decoding, presentation on
 // an OffscreenCanvas) and the AudioWorklet (decoding, resampling, playout), and shows stats: a
@@ -47,6 +50,7 @@ const STYLE = `
            border-radius: 4px; white-space: pre; pointer-events: none; }
   .message { position: absolute; inset: auto 8px 28px 8px; color: #ffcf6e; text-shadow: 0 1px 2px #000; }
   :host([nostats]) .stats { display: none; }
+  :host([playback]) .talk, :host([playback]) .talk-message { display: none; }
   .talk { position: absolute; right: 8px; bottom: 6px; display: flex; gap: 8px; align-items: center;
           font: 600 12px system-ui, sans-serif; text-shadow: 0 1px 2px #000; }
   .talk button { font: 600 13px system-ui, sans-serif; padding: 5px 12px; border-radius: 14px; border: 1px solid #888;
@@ -87,6 +91,31 @@ export class OpticlinkPlayer extends HTMLElement {
     this.worker = null;
     this.node = null;
     this.samples = { avOffsets: [], latencies: [] };
+    this.recording = null; // { start, speed, paused } while playing a recording
+    this.playback = null; // { state, speed, wall }: the latest the server said
+  }
+
+  /** Play the camera's recording from `wall` (Unix seconds); paused: show that picture and hold. */
+  playRecording(wall, { speed = 1, paused = false } = {}) {
+    this.recording = { start: wall, speed, paused };
+    this.playback = { state: paused ? "paused" : "playing", speed, wall };
+    this.setAttribute("playback", "");
+    this.stop();
+    this.start();
+  }
+
+  /** Back to the live picture. */
+  showLive() {
+    if (!this.recording) return;
+    this.recording = this.playback = null;
+    this.removeAttribute("playback");
+    this.stop();
+    this.start();
+  }
+
+  /** A playback command: {action: "play" | "pause"}, {action: "seek", wall}, {action: "speed", value}. */
+  control(command) {
+    this.worker?.postMessage({ type: "control", control: command });
   }
 
   /** The latest statistics from the Worker (frames, underruns, buffer, A/V offset, latency). */
@@ -120,12 +149,20 @@ export class OpticlinkPlayer extends HTMLElement {
     });
     this.node.connect(context.destination);
     this.worker = new Worker(new URL("./live-worker.js", import.meta.url), { type: "module" });
-    const canvas = this.shadowRoot.querySelector("canvas").transferControlToOffscreen();
+    const element = this.shadowRoot.querySelector("canvas");
+    const fresh = document.createElement("canvas"); // a canvas is handed to one Worker only, once
+    element.replaceWith(fresh);
+    const canvas = fresh.transferControlToOffscreen();
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const viewer = this.getAttribute("viewer") || new URLSearchParams(location.search).get("name");
     const query = viewer ? `?name=${encodeURIComponent(viewer)}` : "";
-    const url = `${scheme}://${location.host}/api/cameras/${encodeURIComponent(camera)}/live${query}`;
-    const init = { type: "init", url,
+    let url = `${scheme}://${location.host}/api/cameras/${encodeURIComponent(camera)}/live${query}`;
+    const recording = this.recording;
+    if (recording) {
+      url = `${scheme}://${location.host}/api/cameras/${encodeURIComponent(camera)}/playback?start=${recording.start}` +
+        `&speed=${recording.speed}${recording.paused ? "&paused=1" : ""}`;
+    }
+    const init = { type: "init", url, playback: Boolean(recording),
                    canvas, contextRate: context.sampleRate, outputLatency: latencyOf(context) };
     const transfer = [canvas];
     if (shared) {
@@ -139,6 +176,7 @@ export class OpticlinkPlayer extends HTMLElement {
     this.worker.postMessage(init, transfer);
     this.worker.onmessage = (event) => {
       if (event.data.type === "talk") return this.onTalk(event.data);
+      if (event.data.type === "playback") return this.onPlayback(event.data.message);
       if (event.data.type === "refused") { // 4401: the login ended; the page decides where to go
         this.shadowRoot.querySelector(".message").textContent = event.data.reason;
         return this.dispatchEvent(new CustomEvent("refused", { detail: event.data, bubbles: true, composed: true }));
@@ -160,6 +198,18 @@ export class OpticlinkPlayer extends HTMLElement {
     this.worker?.terminate();
     this.node?.disconnect();
     this.worker = this.node = null;
+  }
+
+  /** What the playback server says: the state, the speed and the wall time of what plays. */
+  onPlayback(message) {
+    if (!this.recording) return;
+    const playback = this.playback;
+    if (message.type === "playback") Object.assign(playback, { state: message.state, speed: message.speed });
+    if (message.type === "reset") Object.assign(playback, { state: message.state, speed: message.speed });
+    if (message.wall) playback.wall = message.wall;
+    if (message.type === "reset") this.playbackNote = "";
+    if (message.type === "error" || message.type === "playback") this.playbackNote = message.reason || "";
+    this.dispatchEvent(new CustomEvent("playback", { detail: message }));
   }
 
   // Talk -----------------------------------------------------------------------------------------
@@ -304,8 +354,10 @@ export class OpticlinkPlayer extends HTMLElement {
       lines.push(`talk sent ${stats.talkFramesSent}  dropped ${stats.talkFramesDropped}` +
                  `  capture p50 ${fmt(stats.talkCaptureP50Ms)} p95 ${fmt(stats.talkCaptureP95Ms)} ms`);
     }
+    if (this.recording && stats.wall) lines.push(`recorded ${new Date(stats.wall * 1000).toISOString()}`);
     this.shadowRoot.querySelector(".stats").textContent = lines.join("\n");
-    this.shadowRoot.querySelector(".message").textContent = stats.message || (stats.connected ? "" : "connecting…");
+    this.shadowRoot.querySelector(".message").textContent = stats.message || (this.recording && this.playbackNote) ||
+      (stats.connected ? "" : "connecting…");
   }
 }
 
