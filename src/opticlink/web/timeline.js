@@ -254,20 +254,33 @@ export class PlaybackBar {
     if (this.view.start !== before.start && Math.abs(this.view.start - before.start) > (before.end - before.start) / 4) {
       this.refresh();
     }
-    const $ = (selector) => this.element.querySelector(selector);
     const state = this.live ? "live" : this.player.playback?.state ?? "paused";
-    $(".live").setAttribute("aria-pressed", String(this.live));
-    $(".play").textContent = state === "playing" ? "Pause" : "Play";
-    $(".time").textContent = this.live ? `live ${clock(now)}` : `${state} ${clock(this.cursor)}`;
+    // only what changed is touched: a page of many cameras must not relayout and repaint four times a second
+    this.set(".live", "aria-pressed", String(this.live));
+    this.set(".play", "textContent", state === "playing" ? "Pause" : "Play");
+    this.set(".time", "textContent", this.live ? `live ${clock(now)}` : `${state} ${clock(this.cursor)}`);
     this.draw();
+  }
+
+  set(selector, what, value) {
+    const element = this.element.querySelector(selector);
+    if (what === "textContent") {
+      if (element.textContent !== value) element.textContent = value;
+    } else if (element.getAttribute(what) !== value) element.setAttribute(what, value);
   }
 
   draw() {
     const canvas = this.element.querySelector("canvas");
     const width = canvas.clientWidth || 480;
+    const view = this.view;
+    const pixel = (wall) => (wall === null || wall === undefined ? null : Math.round(xOfWall(wall, view, width)));
+    // what the picture shows, to the pixel: unchanged, it is not drawn again
+    const key = [width, this.data, pixel(this.hover), pixel(this.dragging ?? this.cursor), this.live,
+                 Math.round(view.start * width / (view.end - view.start)), view.end - view.start];
+    if (this.drawn && key.every((value, i) => value === this.drawn[i])) return;
+    this.drawn = key;
     if (canvas.width !== width) canvas.width = width;
     const g = canvas.getContext("2d");
-    const view = this.view;
     g.fillStyle = "#262626";
     g.fillRect(0, 0, width, HEIGHT);
     g.fillStyle = "#2e7d32"; // recorded
