@@ -28,11 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _wait_cpu(proc: subprocess.Popen) -> float:
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_utime + usage.ru_stime
+from ingest import _wait_cpu  # a child's own CPU seconds, as bench/ingest.py counts them
 
 
 def _size(folder: Path) -> int:

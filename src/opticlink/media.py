@@ -32,6 +32,18 @@ class AudioConfig:
     extra: bytes = b""
     frame_samples: int = 0  # AAC: samples per access unit (1024 or 960)
 
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample of every channel for G.711 and L16 (0 for a coded format: AAC)."""
+        return PCM_WIDTH.get(self.codec, 0) * max(1, self.channels)
+
+    def samples_in(self, data: bytes) -> int:
+        """Samples (per channel) one frame of this audio holds."""
+        width = self.sample_bytes
+        return len(data) // width if width else self.frame_samples or 1024
+
+
+PCM_WIDTH = {"pcmu": 1, "pcma": 1, "l16": 2}  # bytes per sample of the codecs stored sample by sample
 
 CodecConfig = VideoConfig | AudioConfig
 
@@ -103,6 +115,11 @@ def split_length_prefixed(data: bytes) -> list[bytes]:
         out.append(data[offset + 4 : offset + 4 + size])
         offset += 4 + size
     return out
+
+
+def annexb(nalus: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """NAL units in the Annex B byte-stream layout (4-byte start codes)."""
+    return b"".join(b"\x00\x00\x00\x01" + n for n in nalus if n)
 
 
 def split_annexb(data: bytes) -> list[bytes]:

@@ -281,7 +281,7 @@ class _Exporter:
         assert self.container is not None and self.audio is not None and self.audio_config is not None
         config = self.audio_config
         data, samples = recorded.frame.data, recorded.samples
-        width = {"pcmu": 1, "pcma": 1, "l16": 2}.get(config.codec, 0) * config.channels
+        width = config.sample_bytes
         if position < self.audio_next:
             if not width:
                 return  # an AAC frame cannot be cut: it starts before output time 0

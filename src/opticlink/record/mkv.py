@@ -14,7 +14,6 @@ PCM is what every tool reads). The file starts at the first video keyframe's dec
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,15 +24,11 @@ import numpy as np
 
 from opticlink.dsp.decode import AudioDecoder
 from opticlink.dsp.timeline import TimelineResampler
-from opticlink.media import AudioConfig, MediaFrame, VideoConfig, split_length_prefixed
+from opticlink.media import AudioConfig, MediaFrame, VideoConfig, annexb, split_length_prefixed
+from opticlink.record.segment import video_stream
 
 log = logging.getLogger(__name__)
-START_CODE = b"\x00\x00\x00\x01"
 MS = Fraction(1, 1000)
-
-
-def annexb(nalus: list[bytes] | tuple[bytes, ...]) -> bytes:
-    return b"".join(START_CODE + n for n in nalus if n)
 
 
 @dataclass(slots=True)
@@ -107,7 +102,7 @@ class MatroskaWriter:
         container = av.open(self.path, "w", format="matroska")
         keyframe = next((f for f in self._pending if f.kind == "video" and f.keyframe), None)
         if keyframe is not None and isinstance(keyframe.config, VideoConfig):
-            stream = _copy_stream(container, keyframe)
+            stream = video_stream(container, keyframe)
             stream.time_base = MS
             self._video, self._video_track = stream, keyframe.track
             self._parameter_sets, self._video_codec = keyframe.config.parameter_sets, keyframe.config.codec
@@ -190,17 +185,3 @@ class MatroskaWriter:
         self.summary.duration_s = max(self.summary.duration_s, round(end, 3))
         for packet in self._audio.encode(audio):
             self._container.mux(packet)
-
-
-def _copy_stream(container: av.container.OutputContainer, keyframe: MediaFrame) -> av.video.stream.VideoStream:
-    """A stream-copy video stream declared from the stream's own parameter sets and first keyframe.
-
-    FFmpeg's raw H.264/H.265 demuxer reads them (dimensions, profile, the parameter sets as
-    extradata); the output stream copies its parameters and opens no encoder."""
-    assert isinstance(keyframe.config, VideoConfig)
-    codec = keyframe.config.codec
-    data = annexb(keyframe.config.parameter_sets) + annexb(split_length_prefixed(keyframe.data))
-    with av.open(io.BytesIO(data), "r", format="h264" if codec == "h264" else "hevc") as probe:
-        if not probe.streams.video or not probe.streams.video[0].codec_context.width:
-            raise ValueError(f"the first {codec} keyframe does not say its picture size")
-        return container.add_stream_from_template(probe.streams.video[0])

@@ -44,7 +44,6 @@ from opticlink.media import AudioConfig, CodecConfig, MediaFrame
 SPEEDS = (0.5, 1.0, 2.0, 4.0)
 KEYFRAMES_ONLY_ABOVE = 2.0  # speeds above this send keyframes only
 AUDIO_PIECE_MS = 20
-SAMPLE_BYTES = {"pcmu": 1, "pcma": 1, "l16": 2}
 POSITION_EVERY_S = 0.25  # position reports while playing
 MAX_PREROLL_FRAMES = 1200  # frames scanned from the keyframe to the seek target (a 10 s GOP at 60 fps, doubled)
 MAX_PREROLL_BYTES = 64 << 20
@@ -392,14 +391,13 @@ def _pieces(recorded: Recorded) -> list[Recorded]:
     """A long G.711 or L16 frame cut into pieces of at most `AUDIO_PIECE_MS` (else the frame as it is)."""
     frame = recorded.frame
     config = frame.config
-    width = SAMPLE_BYTES.get(frame.codec)
-    if frame.kind != "audio" or width is None or not isinstance(config, AudioConfig):
+    if frame.kind != "audio" or not isinstance(config, AudioConfig) or not config.sample_bytes:
         return [recorded]
-    step = config.sample_rate * AUDIO_PIECE_MS // 1000 * width * max(1, config.channels)
+    step = config.sample_rate * AUDIO_PIECE_MS // 1000 * config.sample_bytes
     if step <= 0 or len(frame.data) <= step:
         return [recorded]
     out: list[Recorded] = []
-    bytes_per_sample = width * max(1, config.channels)
+    bytes_per_sample = config.sample_bytes
     for offset in range(0, len(frame.data) - len(frame.data) % bytes_per_sample, step):
         data = frame.data[offset:offset + step]
         shift = round(offset // bytes_per_sample * 1e6 / config.sample_rate)

@@ -34,7 +34,6 @@ from opticlink.store.recordings import SegmentRow
 log = logging.getLogger(__name__)
 
 AUDIO_CODECS = {"pcm_mulaw": "pcmu", "pcm_alaw": "pcma", "pcm_s16be": "l16", "aac": "aac"}
-SAMPLE_BYTES = {"pcmu": 1, "pcma": 1, "l16": 2}
 MAX_WAITING = 4096  # packets held to put the tracks in decode order (a fragment holds about 0.5 s)
 VIDEO, AUDIO = 0, 1  # the `track` of the frames read back
 KEYFRAME_SLACK_US = 1000  # a keyframe this close before the one the index names is that one
@@ -301,10 +300,8 @@ def _samples(value: int, time_base: Fraction, rate: int) -> int:
 
 
 def _audio_samples(config: AudioConfig, packet: av.Packet) -> int:
-    width = SAMPLE_BYTES.get(config.codec)
-    if width:
-        return packet.size // (width * max(1, config.channels))
-    return config.frame_samples or packet.duration or 1024
+    width = config.sample_bytes
+    return packet.size // width if width else config.frame_samples or packet.duration or 1024
 
 
 def _audio_frame(segment: SegmentRow, config: AudioConfig, packet: av.Packet, sample: int, samples: int,

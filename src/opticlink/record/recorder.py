@@ -351,7 +351,7 @@ class Recorder:
             self._end_run(now, "camera changed its audio", silent=True)
             return
         rate = config.sample_rate
-        samples = _samples(frame, config)
+        samples = config.samples_in(frame.data)
         if run.audio_first_rtp is None or frame.ssrc != run.audio_ssrc:
             run.audio_rate = rate
             run.audio_first_rtp = run.audio_last_rtp = frame.rtp_timestamp
@@ -380,7 +380,7 @@ class Recorder:
         data = frame.data
         if start < segment_sample:  # begins before this segment (it came after the keyframe that began it)
             cut = segment_sample - start
-            width = _sample_bytes(config)
+            width = config.sample_bytes
             if not width or cut >= samples:
                 self.stats.dropped += 1
                 run.audio_next = start + samples
@@ -474,11 +474,7 @@ class Recorder:
                 end_wall = self._segment_wall + span + max(-limit, min(limit, error))
                 self._continue_wall = end_wall
         self._account(writer)
-        frames = writer.stats.video_frames or writer.stats.audio_frames
-        self.recordings.update_segment(segment_id, end_wall=end_wall, media_end_us=media_end,
-                                       bytes=writer.bytes, frames=frames,
-                                       keyframes=[k + self._segment_start_us for k in writer.stats.keyframes_us],
-                                       done=True)
+        self._index(segment_id, writer, end_wall=end_wall, media_end_us=media_end, done=True)
         self._writer = None
         self._segment_id = None
         self._last_end_wall = end_wall
@@ -522,11 +518,17 @@ class Recorder:
         self._close_gap()
         if now - self._last_index >= INDEX_EVERY_S and self._segment_id is not None:
             self._last_index = now
-            end = self._segment_start_us + writer.stats.end_us
-            self.recordings.update_segment(self._segment_id, end_wall=self._segment_wall + writer.stats.end_us / 1e6,
-                                           media_end_us=end, bytes=writer.bytes,
-                                           frames=writer.stats.video_frames or writer.stats.audio_frames,
-                                           keyframes=[k + self._segment_start_us for k in writer.stats.keyframes_us])
+            self._index(self._segment_id, writer)
+
+    def _index(self, segment_id: int, writer: SegmentWriter, *, end_wall: float | None = None,
+               media_end_us: int | None = None, done: bool = False) -> None:
+        """The segment's row as far as it is written (its end: where its frames end, unless given)."""
+        start = self._segment_start_us
+        self.recordings.update_segment(
+            segment_id, end_wall=self._segment_wall + writer.stats.end_us / 1e6 if end_wall is None else end_wall,
+            media_end_us=start + writer.stats.end_us if media_end_us is None else media_end_us,
+            bytes=writer.bytes, frames=writer.stats.video_frames or writer.stats.audio_frames,
+            keyframes=[k + start for k in writer.stats.keyframes_us], done=done)
 
     def _disk_error(self, exc: OSError, now: float) -> None:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -544,10 +546,7 @@ class Recorder:
             self._account(writer)
             if segment_id is not None:
                 with contextlib.suppress(Exception):
-                    self.recordings.update_segment(segment_id, end_wall=self._segment_wall + writer.stats.end_us / 1e6,
-                                                   media_end_us=self._segment_start_us + writer.stats.end_us,
-                                                   bytes=writer.bytes, frames=writer.stats.video_frames,
-                                                   keyframes=[])  # left "writing": recovery repairs it
+                    self._index(segment_id, writer)  # left "writing": recovery repairs it
         self._writer = None
         self._segment_id = None
         self._run = None
@@ -561,15 +560,3 @@ class Recorder:
                                                         detail)
 
 
-def _sample_bytes(config: AudioConfig) -> int:
-    """Bytes of one sample of all channels (0: not PCM)."""
-    width = {"pcmu": 1, "pcma": 1, "l16": 2}.get(config.codec, 0)
-    return width * max(1, config.channels)
-
-
-def _samples(frame: MediaFrame, config: AudioConfig) -> int:
-    if config.codec in ("pcmu", "pcma"):
-        return len(frame.data) // max(1, config.channels)
-    if config.codec == "l16":
-        return len(frame.data) // (2 * max(1, config.channels))
-    return config.frame_samples or 1024

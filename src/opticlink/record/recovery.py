@@ -142,7 +142,7 @@ def summarize(path: Path) -> MediaSummary:
     return MediaSummary(end_us, video if has_video else audio, video + audio, tuple(sorted(keyframes)))
 
 
-def _inside(root: Path, relative: str) -> Path | None:
+def inside(root: Path, relative: str) -> Path | None:
     """`root / relative` when `relative` is a plain relative path (no `..`, not absolute), else None."""
     pure = PurePosixPath(relative)
     if not relative or pure.is_absolute() or ".." in pure.parts:
@@ -150,25 +150,26 @@ def _inside(root: Path, relative: str) -> Path | None:
     return root.joinpath(*pure.parts)
 
 
-def _unlink(root: Path, relative: str) -> bool:
-    """Remove the file (never a symlink's target); True when it is gone or never was."""
-    path = _inside(root, relative)
+def unlink(root: Path, relative: str, who: str = "recovery") -> bool:
+    """Remove a file of the recordings folder (never a symlink's target); True when it is gone or never
+    was. `who` (recovery, retention) names the caller in the log."""
+    path = inside(root, relative)
     if path is None:
-        log.warning("recovery: garbage path %r is not inside the recordings folder: not removed", relative)
+        log.warning("%s: garbage path %r is not inside the recordings folder: not removed", who, relative)
         return True  # never ours to remove: the row goes
     try:
         path.unlink()
     except FileNotFoundError:
         pass
     except OSError as e:
-        log.warning("recovery: cannot remove %s: %s (kept on the garbage list)", path, e)
+        log.warning("%s: cannot remove %s: %s (kept on the garbage list)", who, path, e)
         return False
     return True
 
 
 def _finish_garbage(root: Path, recordings: Recordings, report: RecoveryReport) -> None:
     for relative in recordings.garbage():
-        if _unlink(root, relative):
+        if unlink(root, relative):
             recordings.forget_garbage(relative)
             report.garbage += 1
             log.info("recovery: removed %s (garbage list)", relative)
@@ -177,12 +178,12 @@ def _finish_garbage(root: Path, recordings: Recordings, report: RecoveryReport) 
 def _retire(root: Path, recordings: Recordings, segment: SegmentRow) -> None:
     """Row to the garbage list, file unlinked, garbage row forgotten: crash-safe at every step."""
     recordings.retire([segment.id])
-    if _unlink(root, segment.path):
+    if unlink(root, segment.path):
         recordings.forget_garbage(segment.path)
 
 
 def _repair(root: Path, recordings: Recordings, segment: SegmentRow, report: RecoveryReport) -> None:
-    path = _inside(root, segment.path)
+    path = inside(root, segment.path)
     try:
         info = None if path is None else path.lstat()
     except FileNotFoundError:
@@ -268,7 +269,7 @@ def _remove_orphans(root: Path, recordings: Recordings, report: RecoveryReport) 
         if relative in known:
             continue
         recordings.add_garbage(relative)
-        if _unlink(root, relative):
+        if unlink(root, relative):
             recordings.forget_garbage(relative)
             report.orphans += 1
             log.info("recovery: removed orphan %s (in no index row)", relative)

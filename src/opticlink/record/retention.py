@@ -23,9 +23,10 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import NamedTuple
 
+from opticlink.record.recovery import unlink
 from opticlink.store.recordings import Recordings, SegmentRow
 
 log = logging.getLogger(__name__)
@@ -137,13 +138,6 @@ def plan(now: float, oldest: Mapping[str, Sequence[Candidate]], complete: Mappin
     return Plan(tuple(chosen), reasons, more)
 
 
-def _inside(root: Path, relative: str) -> Path | None:
-    pure = PurePosixPath(relative)
-    if not relative or pure.is_absolute() or ".." in pure.parts:
-        return None
-    return root.joinpath(*pure.parts)
-
-
 class Retention:
     """Applies the retention limits to one recordings folder and its index.
 
@@ -213,19 +207,7 @@ class Retention:
                     min_free_gb=self.min_free_gb, free_bytes=free)
 
     def _unlink(self, relative: str) -> bool:
-        """Remove a file (a symlink itself, never its target); True when it is gone."""
-        path = _inside(self.root, relative)
-        if path is None:
-            log.warning("retention: %r is not inside the recordings folder: not removed", relative)
-            return True
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            log.warning("retention: cannot remove %s: %s (kept on the garbage list)", path, e)
-            return False
-        return True
+        return unlink(self.root, relative, "retention")
 
     def _finish_garbage(self) -> list[str]:
         done = []

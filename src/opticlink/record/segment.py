@@ -23,9 +23,8 @@ from pathlib import Path
 
 import av
 
-from opticlink.media import AudioConfig, MediaFrame, VideoConfig, split_length_prefixed
+from opticlink.media import AudioConfig, MediaFrame, VideoConfig, annexb, split_length_prefixed
 
-START_CODE = b"\x00\x00\x00\x01"
 US = Fraction(1, 1_000_000)
 FRAGMENT_S = 0.5  # a fragment is cut at each keyframe and at least this often
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
@@ -33,10 +32,6 @@ RAW_AUDIO = {"pcmu": "mulaw", "pcma": "alaw", "l16": "s16be"}  # FFmpeg's raw de
 AUDIO_CODECS = (*RAW_AUDIO, "aac")
 SILENCE = {"pcmu": b"\xff", "pcma": b"\xd5", "l16": b"\x00\x00"}  # one sample of silence (per channel)
 MAX_PENDING_BYTES = 64 << 20  # what `BatchedFile` gathers before it writes whatever the recorder says
-
-
-def annexb(nalus: list[bytes] | tuple[bytes, ...]) -> bytes:
-    return b"".join(START_CODE + n for n in nalus if n)
 
 
 class BatchedFile(io.RawIOBase):
@@ -139,7 +134,7 @@ class SegmentWriter:
             if keyframe is not None:
                 assert isinstance(keyframe.config, VideoConfig)
                 self.video_config = keyframe.config
-                self._video = _video_stream(self.container, keyframe)
+                self._video = video_stream(self.container, keyframe)
             if audio is not None:
                 self._audio = _audio_stream(self.container, audio)
         except Exception:
@@ -209,7 +204,7 @@ class SegmentWriter:
             self.container.close()
 
 
-def _video_stream(container: av.container.OutputContainer, keyframe: MediaFrame) -> av.video.stream.VideoStream:
+def video_stream(container: av.container.OutputContainer, keyframe: MediaFrame) -> av.video.stream.VideoStream:
     """A stream-copy video stream declared from the stream's own parameter sets and first keyframe."""
     assert isinstance(keyframe.config, VideoConfig)
     codec = keyframe.config.codec
