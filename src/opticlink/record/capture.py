@@ -10,7 +10,9 @@ from pathlib import Path
 
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
+from opticlink.media import MediaFrame
 from opticlink.record.mkv import MatroskaWriter, WriteSummary
+from opticlink.record.settle import RunStart
 from opticlink.rtsp.client import ClientConfig
 from opticlink.sync import SyncStats
 
@@ -27,9 +29,25 @@ class CaptureResult:
 
 async def capture(config: ClientConfig, seconds: float, path: str | Path, *, audio_offset_ms: float = 0.0,
                   on_progress: Callable[[float, SyncStats | None], None] | None = None) -> CaptureResult:
-    """Play `config` for `seconds` after PLAY and write the frames, with the engine's times, to `path`."""
+    """Play `config` for `seconds` after PLAY and write the frames, with the engine's times, to `path`.
+
+    As a recording does, the file's first frames are placed once the sync is steady (`RunStart`)."""
     writer = MatroskaWriter(path)
-    session = CameraSession(config, name="capture", reconnect=False, on_frame=writer.write,
+    start: RunStart | None = RunStart()
+
+    def write(frame: MediaFrame) -> None:
+        nonlocal start
+        if start is not None:
+            placed = [*start.place(), frame] if frame.reanchored else start.push(frame)
+            if placed is None:
+                return
+            start = None
+            for held in placed:
+                writer.write(held)
+            return
+        writer.write(frame)
+
+    session = CameraSession(config, name="capture", reconnect=False, on_frame=write,
                             audio_offset_ms=audio_offset_ms, merge_hold=MERGE_HOLD)
     loop = asyncio.get_running_loop()
     task = loop.create_task(session.run())
@@ -56,6 +74,8 @@ async def capture(config: ClientConfig, seconds: float, path: str | Path, *, aud
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, RtspError):
             await task
+    for held in start.place() if start is not None else []:
+        writer.write(held)
     return CaptureResult(writer.close(), stats, error, skipped)
 
 

@@ -10,8 +10,8 @@ is its timeline time minus the audio's current timeline-minus-media difference, 
 beside the sound captured with it even when the camera's audio clock runs 300 ppm fast (18 ms a
 minute that sample-counting players would otherwise drift). Without audio (a camera without, or
 `record_audio: false`), media time is the camera's video clock (its 90 kHz RTP timestamps), so
-frames are as evenly spaced as the camera stamped them. A run's first second is held and placed once
-the sync engine settled (`RUN_SETTLE_S`).
+frames are as evenly spaced as the camera stamped them. A run's first frames are held until the
+sync engine's placement of the picture is steady, and placed then (`record.settle`).
 
 **Wall time** (Unix seconds) comes from the camera's own clock (its RTCP Sender Reports) when it
 sends them and agrees with the server's within `MAX_CAMERA_CLOCK_ERROR_S`, else from the server's
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import time
@@ -45,6 +44,7 @@ from pathlib import Path
 from opticlink.hub import Subscription
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig
 from opticlink.record.segment import AUDIO_CODECS, SegmentWriter
+from opticlink.record.settle import RunStart
 from opticlink.store.recordings import Recordings
 from opticlink.sync import FrameMerger
 
@@ -63,8 +63,7 @@ MAX_WALL_STEP_S = 2.0  # a clock further off than this stepped: the next segment
 DISK_RETRY_S = 10.0  # after a full disk, the next try
 INDEX_EVERY_S = 1.0  # the segment's row is updated at most this often while it is written
 DECLARE_WAIT_S = 2.0  # the first segment waits this long (of timeline) to see both tracks before declaring them
-MAX_PENDING_FRAMES = 1000  # frames held for either wait, whatever their span
-RUN_SETTLE_S = 1.0  # a run's first frames are held this long (of timeline), placed once the sync settled
+MAX_PENDING_FRAMES = 1000  # frames held for the declaring wait, whatever their span
 
 
 @dataclass(slots=True)
@@ -140,7 +139,7 @@ class Recorder:
         self.stats = RecorderStats()
         self._continue_wall: float | None = None
         self._gap_ends: float | None = None
-        self._settling: list[MediaFrame] | None = None  # a run's first frames, until RUN_SETTLE_S of them
+        self._settling: RunStart | None = None  # a run's first frames, until the sync is steady
         self.resume_from: float | None = None  # where the camera's recordings ended before this start
         self._merger = FrameMerger(MERGE_HOLD)
         self._run: _Run | None = None
@@ -251,37 +250,24 @@ class Recorder:
             if frame.reanchored:
                 self._settle(now)
             else:
-                self._settling.append(frame)
-                span = frame.pts_us - self._settling[0].pts_us
-                if span >= RUN_SETTLE_S * 1e6 or len(self._settling) > MAX_PENDING_FRAMES:
-                    self._settle(now)
+                placed = self._settling.push(frame)
+                if placed is not None:
+                    self._settling = None
+                    for held in placed:
+                        self._dispatch_now(held, now)
                 return
         config = frame.config
         if self._run is None and self._writer is None and frame.kind == "video" and frame.keyframe \
                 and isinstance(config, VideoConfig) and config.complete:
-            self._settling = [frame]  # a run begins: its first second is placed once the sync has settled
+            self._settling = RunStart()  # a run begins: its first frames are placed once the sync is steady
+            self._settling.push(frame)
             return
         self._dispatch_now(frame, now)
 
     def _settle(self, now: float) -> None:
-        """Write the frames held at a run's start, the picture placed by its own clock (90 kHz) at the
-        A/V relation the sync engine reached by the end of them: a recording does not show the engine
-        stepping the picture toward the sound in its first half-second, and its frames stay evenly
-        spaced (players that round times to the frame rate see no two frames in one slot)."""
-        held, self._settling = self._settling or [], None
-        videos = [f for f in held if f.kind == "video"]
-        if videos:
-            first = videos[0].rtp_timestamp
-
-            def clock_us(f: MediaFrame) -> int:
-                ticks = (f.rtp_timestamp - first) & 0xFFFFFFFF
-                return round((ticks - (1 << 32) if ticks >= 1 << 31 else ticks) * 1e6 / 90_000)
-
-            relation = videos[-1].pts_us - clock_us(videos[-1])
-            held = [dataclasses.replace(f, pts_us=clock_us(f) + relation,
-                                        dts_us=clock_us(f) + relation - (f.pts_us - f.decode_us))
-                    if f.kind == "video" else f for f in held]
-        for frame in held:
+        """Write the frames held at a run's start now, placed (`RunStart.place`)."""
+        start, self._settling = self._settling, None
+        for frame in start.place() if start is not None else []:
             self._dispatch_now(frame, now)
 
     def _dispatch_now(self, frame: MediaFrame, now: float) -> None:

@@ -18,9 +18,11 @@ decays: audio (the master clock) by at most 0.5 ms per second (0.05 %, inaudible
 that a recording's audio is never audibly stretched), video towards the
 audio's correction by at most 40 ms per second (invisible), so a change of A/V alignment is
 applied by moving video while the audio plays on. In a video track's first half second (and the
-first half second after it re-anchors), video moves to the audio's correction in a few frames, each
-step less than a frame period over its reorder depth, so frames never swap places. Corrections
-beyond 1 s are applied at once.
+first half second after it re-anchors), and then until it first reaches the audio's correction
+(at most 5 s), video moves to it in a few frames, each step less than a frame period over its
+reorder depth, so frames never swap places: a camera or server whose first frames come late or in a
+burst (an encoder starting, a GOP cache) leaves a large correction that would otherwise take seconds
+at the invisible rate. Corrections beyond 1 s are applied at once.
 
 Video frames come in decode order and leave in it, each with its presentation time and a decode
 time (`DecodeTimes`, from the SPS's reorder depth). Arrival floors are taken against decode times:
@@ -47,6 +49,7 @@ MASTER_SLEW = 0.0005  # seconds of correction per second on the master (audio) t
 VIDEO_SLEW = 0.040  # seconds per second for video following the master
 SOLO_VIDEO_SLEW = 0.020  # seconds per second when video has no audio to follow
 VIDEO_STARTUP = 0.5  # seconds from a video track's first unit in which it follows the audio at once
+VIDEO_STARTUP_MAX = 5.0  # ... and after that until it first reaches the audio's correction, at most this long
 STARTUP_STEP = 0.5  # ... moving by at most this share of a frame period a frame (over the reorder depth)
 HARD_RESYNC = 1.0  # seconds: a correction this large is applied at once
 FALLBACK_HOLD = 600.0  # seconds a track stays on arrival timing after a bogus report
@@ -125,6 +128,7 @@ class _Track:
         self.last_target: float | None = None
         self.last_now: float | None = None
         self.started: float | None = None
+        self.starting = True  # a video track in its start-up: it moves to the audio in a few frames
         self.last_arrival = 0.0
         self.last_delay: float | None = None
         self.delay_floor: float | None = None  # slowly rising minimum of arrival - presentation
@@ -146,6 +150,7 @@ class _Track:
         self.resume_at = self.delay_floor
         self.play_rtptime = None
         self.started = None  # a restarted video track follows the audio at once again
+        self.starting = True
         self.floor.reset()
         self.reports.reset()
         self.decode.reset()
@@ -371,10 +376,14 @@ class SyncEngine:
             goal, rate = 0.0, (SOLO_VIDEO_SLEW if self._solo_video else MASTER_SLEW)
         else:
             goal, rate = self._pending_offset(master), VIDEO_SLEW
-            if now - track.started < VIDEO_STARTUP:
+            if track.starting:
+                step = STARTUP_STEP * track.video_period / (track.decode.depth + 1)
+                age = now - track.started
+                waiting = age < VIDEO_STARTUP or (master.last_ts is None and age < VIDEO_STARTUP_MAX)
+                track.starting = waiting or (age < VIDEO_STARTUP_MAX and abs(goal - track.offset) > step)
+            if track.starting:
                 # At once, yet by less than a frame period over the frames that may be reordered
                 # per frame, so the frames' presentation and decode orders stay as the camera sent them.
-                step = STARTUP_STEP * track.video_period / (track.decode.depth + 1)
                 track.offset += max(-step, min(step, goal - track.offset))
                 return
         gap = goal - track.offset
