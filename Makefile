@@ -12,7 +12,7 @@ APT_PACKAGES := ffmpeg chromium nodejs python3-gi \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav fonts-dejavu-core
 
-.PHONY: system env demo test judge lint bench clean
+.PHONY: system env demo test check judge lint bench clean
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -39,6 +39,12 @@ lint: env
 test: env lint
 	node --test tests/js/
 	$(BIN)/python -m pytest
+
+# The quick loop while working: everything but the browser, the independent peers and the slow
+# tests (real-socket recordings, long replays); `make test` is the full suite CI runs.
+check: env lint
+	node --test tests/js/
+	$(BIN)/python -m pytest -q -m 'not judge and not browser and not peer and not slow'
 
 # The screen judge (a tab capture measured by av-drift-detector): out of `make test` while its
 # instrument wanders on a loaded 2-core machine (issue 13); bench/live.py runs the same measurement.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from opticlink.sim.faults import Faults
@@ -25,6 +27,21 @@ async def simulator(request):
     await server.start()
     yield server
     await server.close()
+
+
+BROWSER_WORDS = ("browser_page", "async_playwright", "launch(")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that drive Chromium are marked `browser` (for `make check`, which leaves them out)."""
+    for item in items:
+        function = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(function) if function is not None else ""
+        except (OSError, TypeError):
+            continue
+        if any(word in source for word in BROWSER_WORDS):
+            item.add_marker(pytest.mark.browser)
 
 
 __all__ = ["Faults", "small_camera"]

@@ -179,7 +179,9 @@ async def _demo(args: argparse.Namespace) -> int:
     sim = SimulatorServer(demo_cameras(args.backchannel_dir), port=args.sim_port)
     await sim.start()
     try:
-        cameras = [CameraConfig(id=name, name=DEMO_TITLES[name], url=sim.url(name)) for name in sim.cameras]
+        cameras = [CameraConfig(id=name, name=DEMO_TITLES[name], url=sim.url(name),
+                                substream_url=sim.url(name, sub=True) if spec.substream is not None else None)
+                   for name, spec in sim.cameras.items()]
         config = ServiceConfig(cameras=cameras, host=args.host, port=args.port, tls=args.tls)
         if args.data_dir is not None:  # keep the demo's users (else they live in memory, for this run)
             config.data_dir, config.database = args.data_dir, "file"
@@ -189,7 +191,8 @@ async def _demo(args: argparse.Namespace) -> int:
             config.record, config.segment_seconds = True, args.segment_seconds
             print(f"recording into {config.recordings_root}", file=sys.stderr, flush=True)
         await _run_service(config, args.seconds, "OpticLink demo: open {url} (simulated cameras at "
-                           f"rtsp://{sim.host}:{sim.port}/cam1..cam4; Ctrl-C to stop)", demo=True)
+                           f"rtsp://{sim.host}:{sim.port}/cam1..cam4, sub-streams at camN/sub; Ctrl-C to stop)",
+                           demo=True)
     finally:
         await sim.close()
     return 0

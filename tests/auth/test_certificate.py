@@ -151,6 +151,7 @@ def test_when_https(tmp_path):
     assert files is not None and files.cert.parent == tmp_path / "state"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_serve_answers_over_https_with_the_printed_fingerprint(tmp_path):
     config = tmp_path / "cameras.yaml"

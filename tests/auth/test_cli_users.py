@@ -7,6 +7,7 @@ import re
 import sys
 
 import httpx
+import pytest
 
 from opticlink.auth.sessions import COOKIE
 from opticlink.cli import main
@@ -54,6 +55,7 @@ async def _first_line(*args: str) -> tuple[asyncio.subprocess.Process, list[str]
     return proc, [(await asyncio.wait_for(proc.stdout.readline(), 60)).decode()]
 
 
+@pytest.mark.slow
 async def test_the_demo_prints_a_login_link_that_logs_in_once():
     proc, (line,) = await _first_line("demo", "--port", "0", "--sim-port", "0")
     try:
@@ -74,6 +76,7 @@ async def test_the_demo_prints_a_login_link_that_logs_in_once():
         await proc.wait()
 
 
+@pytest.mark.slow
 async def test_a_first_serve_prints_a_login_link_and_a_token_opens_the_metrics(tmp_path, capsys):
     from opticlink.cli import _user as user_verb
     from opticlink.cli import build_parser

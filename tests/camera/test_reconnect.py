@@ -3,6 +3,8 @@
 import asyncio
 import socket
 
+import pytest
+
 from opticlink.camera.session import CameraSession
 from opticlink.rtsp.client import ClientConfig
 from opticlink.sim.server import SimulatorServer
@@ -11,6 +13,7 @@ from tests.conftest import small_camera
 RETURN_BUDGET_S = 2.0
 
 
+@pytest.mark.slow
 async def test_camera_plays_again_within_two_seconds_of_coming_back(monkeypatch):
     import random
 

@@ -247,6 +247,7 @@ def test_header_fields_are_checked():
 _VALID_RAW = gzip.decompress(CORPORA[0].read_bytes())
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 @example(b"\x1f\x8b")
@@ -264,6 +265,7 @@ def test_fuzz_any_bytes_load_or_raise_corpus_error(data):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(_VALID_RAW) - 1), st.integers(0, 255)), max_size=6),
        st.integers(0, len(_VALID_RAW)))
+@pytest.mark.slow
 @example([(len(MAGIC) + 3, 0xFF)], len(_VALID_RAW))  # header length far beyond the data
 @example([], len(_VALID_RAW) - 1)
 @example([(len(_VALID_RAW) - 1, 0)], len(_VALID_RAW))
@@ -287,6 +289,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers(-(2**40), 2**40) | 
 @given(st.dictionaries(st.sampled_from(sorted(_valid_header())), _json, max_size=6))
 @example({"tracks": [{"index": 0, "position": 0, "payload_type": 96, "kind": "video", "url": "",
                       "direction": "recvonly", "backchannel": False, "transport": None, "rtp_info": None}] * 2})
+@pytest.mark.slow
 @example({"range": {"npt_start": "x"}})
 def test_fuzz_hostile_header_fields_raise_corpus_error(changes):
     header = {**_valid_header(), **changes}

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from opticlink.rtp.formats.aac import MAX_UNITS_PER_PACKET
 from tests.hostile.harness import HostileCamera, assert_unharmed, bench, report, rtp
 
@@ -24,6 +26,7 @@ def flood_payload() -> bytes:
     return header_bits.to_bytes(2, "big") + headers + data
 
 
+@pytest.mark.slow
 async def test_au_header_flood_is_dropped_whole_and_harms_no_one(simulator):
     sent = 0
 

@@ -2,11 +2,14 @@
 
 import asyncio
 
+import pytest
+
 from tests.hostile.harness import H264_SDP, HostileCamera, assert_unharmed, bench, report, rtp
 
 LARGEST = 0xFFFF  # the 16-bit length field's limit: the most one frame can claim
 
 
+@pytest.mark.slow
 async def test_largest_frames_on_unknown_channels_and_rtcp_are_dropped_as_they_come(simulator):
     async def behaviour(peer):
         rtp_channel, rtcp_channel = (await peer.handshake(H264_SDP))[0]

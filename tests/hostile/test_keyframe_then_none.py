@@ -2,12 +2,15 @@
 
 import asyncio
 
+import pytest
+
 from opticlink.live.feed import MAX_GOP_BYTES
 from tests.hostile.harness import H264_SDP, HostileCamera, assert_unharmed, bench, report, rtp
 
 PACKETS_PER_FRAME = 6  # 6 x 60 KB = 360 KB a frame, 10.8 MB/s at 30 fps: past 32 MiB in about 3 s
 
 
+@pytest.mark.slow
 async def test_gop_cache_is_dropped_at_its_cap_until_the_next_keyframe(simulator):
     async def behaviour(peer):
         channels = await peer.handshake(H264_SDP)

@@ -4,6 +4,8 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from opticlink.rtp.rtcp import NTP_EPOCH_OFFSET, SenderReport, seconds_to_ntp, serialize_rtcp
 from opticlink.sync.engine import MAX_PENDING_SOURCES
 from tests.hostile.harness import HostileCamera, assert_unharmed, bench, report, rtp
@@ -18,6 +20,7 @@ a=control:trackID=0
 """
 
 
+@pytest.mark.slow
 async def test_reports_of_ever_new_sources_keep_a_bounded_few(simulator):
     async def behaviour(peer):
         rtp_channel, rtcp_channel = (await peer.handshake(PCMU_SDP))[0]

@@ -15,6 +15,7 @@ def _udp_camera():
     return spec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simulator", [[small_camera("cam1"), _udp_camera()]], indirect=True)
 async def test_datagrams_from_a_foreign_port_are_dropped(simulator):
     async with bench(simulator.url("cam2"), simulator, transport="udp") as b:

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from opticlink.rtp.formats.base import MAX_UNIT_BYTES
 from tests.hostile.harness import H264_SDP, HostileCamera, assert_unharmed, bench, report, rtp
 
@@ -9,6 +11,7 @@ FRAGMENT = 60_000  # bytes of NAL unit per packet
 PACKETS_PER_SECOND = 100  # 6 MB/s: past the 8 MiB cap in under 2 s
 
 
+@pytest.mark.slow
 async def test_fu_a_without_end_is_dropped_at_the_unit_cap(simulator):
     async def behaviour(peer):
         channels = await peer.handshake(H264_SDP)

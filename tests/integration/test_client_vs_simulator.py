@@ -21,6 +21,7 @@ EVERY_FAULT = Faults(audio_skew_ppm=300, video_skew_ppm=-50, av_offset_ms=30, ji
                      timestamp_jump_at_s=1.0, seed=11)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 async def test_every_fault_on_still_plays_and_is_counted(transport):
     async with SimulatorServer([small_camera(faults=EVERY_FAULT)], port=0) as server:
@@ -96,6 +97,7 @@ async def test_dropped_connection_is_reported_and_the_session_reconnects(simulat
     assert len(units) > 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simulator", [[small_camera()]], indirect=True)
 async def test_keepalive_holds_a_session_past_a_short_server_timeout(simulator):
     simulator.cameras["cam1"].session_timeout = 2
@@ -150,6 +152,7 @@ async def test_unreachable_camera_fails_at_connect():
 
 @pytest.mark.parametrize("simulator", [[small_camera(faults=Faults(audio_skew_ppm=300, jitter_ms=40, seed=12))]],
                          indirect=True)
+@pytest.mark.slow
 async def test_probe_reports_the_sync_engines_view(simulator):
     report = await probe(ClientConfig(simulator.url("cam1")), seconds=4.0)
     tracks = {t["kind"]: t for t in report.sync["tracks"]}

@@ -98,6 +98,7 @@ async def test_capture_names_the_media_it_leaves_out(simulator, describes_mpa, t
     assert result.skipped == ["audio MPA/90000 (media 2): unsupported codec MPA"]
 
 
+@pytest.mark.slow
 async def test_an_audio_only_capture_reports_its_duration(tmp_path):
     """Needs record/mkv.py to count the audio's end, not only video frames, in `duration_s`."""
     spec = dataclasses.replace(small_camera(), video=None)

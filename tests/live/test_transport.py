@@ -24,6 +24,7 @@ async def test_media_is_not_deflated_even_when_the_browser_offers_it():
                 assert await asyncio.wait_for(ws.recv(), 10)
 
 
+@pytest.mark.slow
 async def test_a_viewer_that_stops_reading_is_disconnected_and_viewers_are_capped(monkeypatch):
     import base64
     import os

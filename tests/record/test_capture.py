@@ -29,6 +29,7 @@ def drift_clip(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", [0, 1])
 def test_replayed_skewed_jittery_camera_written_by_us_measures_the_clips_own_offset(drift_clip, tmp_path, loss):
     spec = camera("c", clip=drift_clip, bitrate=600_000)
@@ -82,6 +83,7 @@ async def run(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_capture_command_records_a_skewed_jittery_camera_that_ffmpeg_plays(tmp_path):
     spec = camera("cam1", width=320, height=180, bitrate=300_000,
                   faults=Faults(audio_skew_ppm=300, jitter_ms=60, seed=4))
@@ -100,6 +102,7 @@ async def test_capture_command_records_a_skewed_jittery_camera_that_ffmpeg_plays
     assert code == 0 and err.strip() == ""
 
 
+@pytest.mark.slow
 async def test_capture_over_real_sockets_is_judged_in_sync_by_av_drift_detector(drift_clip, tmp_path):
     spec = camera("drift", clip=drift_clip, bitrate=600_000, faults=Faults(audio_skew_ppm=300, jitter_ms=20, seed=5))
     async with SimulatorServer([spec], port=0) as server:
@@ -138,6 +141,7 @@ BEFORE_REPORTS_MS = 5.0
     # arrival is the only evidence: the simulator's 64 ms packets then put A/V about 10 ms off)
     ("h264", 0, "both", 64, Faults(rtp_info=False, video_sr_delay_s=0.2, audio_sr_delay_s=0.5, seed=8)),
 ])
+@pytest.mark.slow
 async def test_a_camera_like_the_ones_that_broke_us_is_captured_in_order_and_in_sync_from_the_first_second(
         drift_clip, tmp_path, codec, bframes, parameter_sets, packet_ms, faults):
     spec = camera("cam", clip=drift_clip, bitrate=600_000, codec=codec, bframes=bframes,

@@ -91,6 +91,7 @@ def _ffmpeg_errors(path: Path) -> str:
     return done.stderr.strip() + ("" if done.returncode == 0 else f" (exit {done.returncode})")
 
 
+@pytest.mark.slow
 def test_the_recording_spans_several_segments(recording):
     for name in ("drift", "mute", "hevc"):
         segments = recording.segments[name]
@@ -160,6 +161,7 @@ def test_parameter_sets_from_an_hvcc_record():
     assert parameter_sets("h264", b"\x00\x00\x00\x01\x67\x64\x00\x00\x00\x01\x68\xee") == (b"\x67\x64", b"\x68\xee")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mkv", "mp4"])
 def test_exports_play_and_keep_the_recorded_sync(recording, tmp_path, kind):
     first, last = _span(recording)
@@ -183,6 +185,7 @@ def test_exports_play_and_keep_the_recorded_sync(recording, tmp_path, kind):
         assert head.find(b"moov") < 64 and head.find(b"mdat") < 0  # moov first: plays while it downloads
 
 
+@pytest.mark.slow
 def test_mov_export_copies_the_audio_as_recorded_and_h265_with_b_frames_exports(recording, tmp_path):
     first, last = _span(recording)
     out = tmp_path / "export.mov"
@@ -221,6 +224,7 @@ def _aac_segment(root: Path, segment, name: str):
     return dataclasses.replace(segment, path=name, audio_codec="aac")
 
 
+@pytest.mark.slow
 def test_aac_recordings_export_copied_to_mkv_and_reencoded_to_mp4_in_sync(recording, tmp_path):
     segments = [_aac_segment(recording.root, s, f"aac-{s.id}.mov") for s in recording.segments["drift"]]
     frames = list(read_frames(recording.root, segments, segments[0].start_wall + 1, segments[0].start_wall + 2))
@@ -237,6 +241,7 @@ def test_aac_recordings_export_copied_to_mkv_and_reencoded_to_mp4_in_sync(record
         assert result["mean_ms"] == pytest.approx(EXPECTED_MS, abs=3.0)
 
 
+@pytest.mark.slow
 def test_a_gap_between_runs_keeps_its_wall_length(recording, tmp_path):
     segments = recording.segments["drift"]
     # the camera was away for 3 s before the third segment: it is another run, 3 s later
@@ -252,6 +257,7 @@ def test_a_gap_between_runs_keeps_its_wall_length(recording, tmp_path):
     assert avd.analyze(str(out), capture="file")["summary"]["mean_ms"] == pytest.approx(EXPECTED_MS, abs=3.0)
 
 
+@pytest.mark.slow
 def test_a_recording_without_audio_exports_without_an_audio_stream(recording, tmp_path):
     first, last = _span(recording, "mute")
     for kind in ("mkv", "mp4"):
@@ -281,6 +287,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([OPTICLINK, *args], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_export_command(recording, tmp_path):
     config = tmp_path / "cameras.yaml"
     config.write_text(f"data_dir: {recording.data_dir}\ncameras:\n  - id: drift\n    url: rtsp://127.0.0.1:9/x\n")

@@ -50,6 +50,7 @@ def service_for(url: str, tmp_path, **camera: object) -> Service:
     return Service(config)
 
 
+@pytest.mark.slow
 async def test_recordings_are_segments_ffmpeg_reads_with_the_camera_s_own_audio(tmp_path):
     spec = camera("cam", width=320, height=180, bitrate=300_000,
                   faults=Faults(audio_skew_ppm=300, jitter_ms=30, seed=3))
@@ -75,6 +76,7 @@ async def test_recordings_are_segments_ffmpeg_reads_with_the_camera_s_own_audio(
     assert stats.dropped == 0 and stats.writes <= 4 * 8 + 10  # about one write a GOP (1 s) or a flush
 
 
+@pytest.mark.slow
 async def test_record_audio_false_gives_silent_files_while_live_audio_plays(tmp_path):
     spec = camera("cam", width=320, height=180, bitrate=300_000)
     async with SimulatorServer([spec], port=0) as server:
@@ -93,6 +95,7 @@ async def test_record_audio_false_gives_silent_files_while_live_audio_plays(tmp_
     assert heard >= 50  # live viewers still get the camera's sound (the unread queue keeps the last 2 s)
 
 
+@pytest.mark.slow
 async def test_a_camera_offline_for_10_s_shows_as_a_gap_with_its_cause(tmp_path):
     spec = camera("cam", width=320, height=180, bitrate=300_000)
     server = SimulatorServer([spec], port=0)
@@ -121,6 +124,7 @@ async def test_a_camera_offline_for_10_s_shows_as_a_gap_with_its_cause(tmp_path)
     assert len(runs) == 2  # recording resumed by itself, as a new run
 
 
+@pytest.mark.slow
 async def test_kill_9_loses_at_most_2_s_and_every_segment_decodes_after_restart(tmp_path):
     spec = camera("cam", width=320, height=180, bitrate=300_000, faults=Faults(jitter_ms=20, seed=7))
     async with SimulatorServer([spec], port=0) as server:
@@ -288,6 +292,7 @@ def drift_clip(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_minute_of_a_skewed_jittery_camera_exports_in_sync_across_segment_boundaries(drift_clip, tmp_path):
     """60 s recorded in 15 s segments from a camera whose audio clock runs 300 ppm fast, through 40 ms
     of jitter; exported whole to .mkv and .mp4, av-drift-detector finds the clip's own offset in both,

@@ -135,6 +135,7 @@ def cut_points(data: bytes) -> list[int]:
     return sorted(p for p in points if 0 < p < len(data))
 
 
+@pytest.mark.slow
 def test_cut_anywhere_is_repaired_to_its_last_whole_fragment(tmp_path, whole):
     data = whole.read_bytes()
     layout = boxes(data)

@@ -175,6 +175,7 @@ FORMATS = [H264, RtpFormat(96, "H265", 90000, 1, {"sprop-max-don-diff": "2"}),
            RtpFormat(0, "PCMU", 8000), RtpFormat(97, "L16", 8000, 2)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.encoding)
 @settings(max_examples=300)
 @given(payloads=st.lists(st.tuples(st.binary(max_size=80), st.booleans(), st.integers(0, 3)), max_size=12))

@@ -54,6 +54,7 @@ def test_parser_raises_only_its_own_error_on_random_bytes(data):
     payload=st.binary(max_size=64), marker=st.booleans(), csrc=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15),
     padding=st.integers(0, 255),
 )
+@pytest.mark.slow
 def test_any_valid_packet_round_trips(pt, seq, ts, ssrc, payload, marker, csrc, padding):
     packet = RtpPacket(pt, seq, ts, ssrc, payload, marker, tuple(csrc), padding=padding)
     assert RtpPacket.parse(packet.serialize()) == packet

@@ -55,6 +55,7 @@ def test_each_clock_runs_at_its_skewed_rate(media):
         assert measured == pytest.approx(skew, abs=2)
 
 
+@pytest.mark.slow
 def test_flash_and_beep_happen_at_the_same_true_time_despite_opposite_skews(media):
     video, audio = media
     model = CameraModel(video, audio, Faults(audio_skew_ppm=400, video_skew_ppm=-300))

@@ -34,6 +34,7 @@ def av_series(rec: Recording, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tv, (np.interp(tv, ta, ea) - ev) * 1000
 
 
+@pytest.mark.slow
 def test_skewed_jittery_lossy_camera_stays_in_sync_once_reports_arrive():
     _rec, s, engine = run(Faults(audio_skew_ppm=300, jitter_ms=60, loss_pct=5, reorder_pct=2, seed=1), 600)
     assert s.after_report["p99_ms"] <= 5.0
@@ -44,6 +45,7 @@ def test_skewed_jittery_lossy_camera_stays_in_sync_once_reports_arrive():
     assert stats["video"].skew_ppm == pytest.approx(0, abs=5)
 
 
+@pytest.mark.slow
 def test_the_baselines_suffer_what_users_suffer_on_the_same_traffic():
     rec = record(Faults(audio_skew_ppm=300, jitter_ms=60, seed=2), 600, ordered=True)
     static = score(rec, place_by_static_offset(rec))
@@ -89,6 +91,7 @@ def test_corrections_are_slewed_never_stepped():
 
 @pytest.mark.parametrize(("mode", "reason"), [("frozen", r"NTP time frozen"),
                                               ("jumping", r"went back|ppm from nominal|off the series")])
+@pytest.mark.slow
 def test_bogus_reports_fall_back_to_arrival_timing_and_say_so(mode, reason):
     _, s, engine = run(Faults(audio_skew_ppm=300, jitter_ms=20, sender_reports=mode, seed=5), 300)
     stats = engine.stats()

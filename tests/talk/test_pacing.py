@@ -4,6 +4,7 @@ bursts are dropped; and a camera that plays by timestamp hears words when they w
 import asyncio
 
 import numpy as np
+import pytest
 
 from opticlink.rtp.formats import RtpFormat
 from opticlink.rtp.packet import RtpPacket
@@ -80,6 +81,7 @@ def test_timestamps_skip_with_a_marker_bit_and_the_short_packet_goes_first():
     assert parsed[1].marker
 
 
+@pytest.mark.slow
 async def test_a_camera_hears_each_talkspurt_when_it_was_said():
     spec = small_camera("cam1")
     async with SimulatorServer([spec], port=0) as sim:

@@ -124,6 +124,7 @@ async def _answer(ws) -> dict:
             return json.loads(message)
 
 
+@pytest.mark.slow
 async def test_one_talker_at_a_time_and_live_video_never_stops(caplog):
     async with SimulatorServer([small_camera("cam1")], port=0) as sim, await _service(sim) as (service, base):
         url = base.replace("http", "ws") + "/api/cameras/cam1/live"
@@ -193,6 +194,7 @@ async def test_bad_talk_frames_are_refused_and_logged_and_talk_and_live_survive(
     assert received >= 9 * 160
 
 
+@pytest.mark.slow
 async def test_half_duplex_mutes_the_camera_to_the_talker_alone_while_talking():
     def counter(counts: dict[str, int], ws):  # type: ignore[no-untyped-def]
         async def count() -> None:
@@ -249,6 +251,7 @@ def _heard(frames: list[tuple[float, bytes]], start: float, end: float) -> np.nd
     return decode_g711(b"".join(data for t, data in frames if start <= t < end), "pcmu").astype(float) / 32768
 
 
+@pytest.mark.slow
 async def test_viewers_do_not_hear_the_talkers_echo_from_a_doorbell():
     """A doorbell hears its own speaker 150 ms later at -3 dB: what viewers of the service hear
     while someone talks is compared with the camera's microphone heard directly, over the same

@@ -192,6 +192,7 @@ def _wav(path, pcm: np.ndarray, rate: int) -> None:
         f.writeframes(pcm.astype("<i2").tobytes())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["PCMU", "PCMA", "AAC", "L16"])
 async def test_opticlink_talk_delivers_a_whole_file_to_the_simulators_speaker(name, tmp_path):
     fmt, seconds = FORMATS[name], 3.0

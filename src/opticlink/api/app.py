@@ -39,6 +39,7 @@ from opticlink.api.settings import CameraSettings
 from opticlink.auth.gate import Gate, LoginRefused
 from opticlink.auth.roles import Principal
 from opticlink.auth.sessions import COOKIE
+from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import serve_viewer, talker_name
 
 WEB_DIR = Path(str(resources.files("opticlink") / "web"))
@@ -348,21 +349,53 @@ def create_app(service: Service) -> FastAPI:
 
     @app.websocket("/api/cameras/{camera}/live")
     async def live(websocket: WebSocket, camera: str) -> None:
+        """The camera live (`live.protocol`). `?stream=sub`: its sub-stream (low resolution, for tiles), run
+        while someone watches it; a camera without one sends its main stream. The first message, text,
+        says which: `{"type": "stream", "stream": "main"|"sub", "requested", "substream": bool[, "reason"]}`."""
         who: Principal = websocket.scope[PRINCIPAL]
         runtime = service.cameras.get(camera)
         if runtime is None:
             await websocket.accept()  # then closed with a code the page can read, not a bare 403
             await websocket.close(code=4404, reason=f"no camera {camera[:64]!r}")
             return
+        requested = websocket.query_params.get("stream", "main")
+        if requested not in ("main", "sub"):
+            await websocket.accept()
+            await websocket.close(code=4400, reason='stream: "main" or "sub"')
+            return
         address = _address(websocket)
+        sub = runtime.substream
+        stream = "sub" if requested == "sub" and sub is not None else "main"
+        # the first message says which stream this is; a camera without a sub-stream sends its main one
+        hello: dict[str, object] = {"type": "stream", "stream": stream, "requested": requested,
+                                    "substream": sub is not None}
+        if requested != stream:
+            hello["reason"] = "this camera has no sub-stream: this is its main stream"
 
         def event(action: str) -> None:
-            gate.audit.record(action, user=who.name, address=address, camera=camera)
+            gate.audit.record(action, user=who.name, address=address, camera=camera,
+                              detail="sub-stream" if stream == "sub" else None)
 
-        await serve_viewer(websocket, runtime.live, runtime.talk, user=who.name,
-                           half_duplex=lambda: runtime.config.half_duplex,  # the settings as they are at each talk
-                           talk_unavailable=lambda: settings.talk_unavailable(runtime.config),
-                           talk_refusal=who.talk_refusal(camera), on_event=event)
+        if stream == "sub":
+            assert sub is not None
+            feed = sub.acquire()  # started by its first viewer, stopped a while after its last
+
+            def others() -> list[LiveFeed]:
+                return [runtime.live]
+        else:
+            feed = runtime.live
+
+            def others() -> list[LiveFeed]:
+                return [sub.live] if sub is not None and sub.live is not None else []
+        try:
+            await serve_viewer(websocket, feed, runtime.talk, user=who.name,
+                               half_duplex=lambda: runtime.config.half_duplex,  # the settings at each talk
+                               talk_unavailable=lambda: settings.talk_unavailable(runtime.config),
+                               talk_refusal=who.talk_refusal(camera), on_event=event, hello=hello, others=others)
+        finally:
+            if stream == "sub":
+                assert sub is not None
+                sub.release()
 
     @app.get("/api/cameras/{camera}/timeline")
     async def camera_timeline(camera: str, start: float, end: float) -> dict[str, object]:

@@ -16,6 +16,8 @@ class CameraConfig(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     name: str = ""
     url: str  # rtsp://[user:pass@]host[:port]/path
+    substream_url: str | None = None  # the camera's low-resolution stream, for live tiles: with the credentials
+    #                                   above (or the main URL's) unless it carries its own; None: main only
     username: str | None = None  # else taken from the URL
     password: str | None = None
     transport: Literal["auto", "tcp", "udp", "tcp,udp", "udp,tcp"] = "auto"  # auto: TCP, falling back to UDP

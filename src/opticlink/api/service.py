@@ -7,9 +7,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
 
 from opticlink.api import settings
 from opticlink.api.config import CameraConfig, ServiceConfig
@@ -20,7 +22,7 @@ from opticlink.auth.sessions import SessionPolicy
 from opticlink.camera.session import CameraSession
 from opticlink.hub import FrameBus, Subscription
 from opticlink.live.feed import LiveFeed
-from opticlink.live.websocket import talker_name
+from opticlink.live.websocket import announce_talk_available, talker_name
 from opticlink.media import MediaFrame
 from opticlink.record.recorder import Recorder
 from opticlink.record.recovery import recover
@@ -33,6 +35,182 @@ from opticlink.talk.session import TalkSession
 
 log = logging.getLogger(__name__)
 RETENTION_S = 60.0  # retention runs at least this often
+# A sub-stream with no viewer left is stopped this long after the last one went: a wall of tiles does
+# not keep sessions nobody watches, and a tile focused (main) then unfocused (sub) again does not reconnect.
+SUBSTREAM_IDLE_S = 30.0
+
+
+def _secrets(camera: CameraConfig) -> list[str | None]:
+    """The camera's passwords: configured, and in its URLs (as written and decoded)."""
+    out = [camera.password]
+    for url in (camera.url, camera.substream_url):
+        password = _url_password(url) if url is not None else None
+        if password:
+            out += [password, unquote(password)]
+    return out
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def substream_client(camera: CameraConfig) -> ClientConfig | None:
+    """How to reach the camera's sub-stream: its URL with the camera's credentials (given apart, else
+    the main URL's), unless the sub-stream URL carries its own; None when there is no sub-stream."""
+    url = camera.substream_url
+    if url is None:
+        return None
+    username, password = camera.username, camera.password
+    try:
+        own, main = urlsplit(url), urlsplit(camera.url)
+    except ValueError:  # a malformed URL: the session says so in its status
+        own = main = None
+    if own is not None and own.username is not None:
+        username = password = None  # the client takes them from the URL
+    elif username is None and main is not None and main.username is not None:
+        username, password = unquote(main.username), unquote(main.password or "")
+    return ClientConfig(url, username=username, password=password, transport=camera.transport,
+                        udp_any_port=camera.udp_any_port, basic_auth=camera.basic_auth)
+
+
+class SubStream:
+    """A camera's sub-stream, for live viewers only (the recorder and talk stay on the main stream):
+    its own RTSP session, sync engine, frame bus (with its own echo-cancelled return path) and live
+    feed. It runs on demand: `acquire()` by a viewer starts it, and `SUBSTREAM_IDLE_S` after the last
+    `release()` it stops; each start is a new session, bus and feed (no stale picture)."""
+
+    def __init__(self, camera: CameraConfig, client: ClientConfig) -> None:
+        self.camera = camera
+        self.client = client
+        self.session: CameraSession | None = None
+        self.bus: FrameBus | None = None
+        self.live: LiveFeed | None = None
+        self.return_path: ReturnPath | None = None
+        self.users = 0  # live connections holding it
+        self.starts = 0
+        self.last_error: str | None = None  # why the last run's session failed, kept while idle
+        self._subscription: Subscription | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_at: float | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    @property
+    def running(self) -> bool:
+        return self.session is not None
+
+    def acquire(self) -> LiveFeed:
+        """The sub-stream's live feed for a new viewer, starting the sub-stream if it is idle."""
+        loop = asyncio.get_running_loop()
+        self._cancel_idle()
+        if self.live is None:
+            self._start(loop)
+        assert self.live is not None
+        self.users += 1
+        return self.live
+
+    def release(self) -> None:
+        """A viewer left; the last one arms the idle stop (`SUBSTREAM_IDLE_S`, read now: tests patch it)."""
+        self.users = max(0, self.users - 1)
+        if self.users or self.session is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._cancel_idle()
+        self._idle_at = loop.time() + SUBSTREAM_IDLE_S
+        self._idle = loop.call_later(SUBSTREAM_IDLE_S, self._on_idle)
+
+    def far(self, pcm: np.ndarray, rate: int, sent_at: float) -> None:
+        """What went to the camera's speaker: the sub-stream's sound is echo-cancelled as the main's."""
+        if self.return_path is not None:
+            self.return_path.far(pcm, rate, sent_at)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self._idle_at = None
+
+    def _on_idle(self) -> None:
+        self._idle = self._idle_at = None
+        if self.users == 0:
+            log.info("camera %s: sub-stream unwatched for %.0f s", self.camera.id, SUBSTREAM_IDLE_S)
+            task = asyncio.get_running_loop().create_task(self.stop(), name=f"substream-stop-{self.camera.id}")
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        camera = self.camera
+        name = f"{camera.id}/sub"
+        bus = FrameBus(name)
+        live = LiveFeed(camera.id, camera.title, audio=camera.live_audio)
+        session = CameraSession(self.client, name=name, audio_offset_ms=camera.audio_offset_ms)
+        return_path = ReturnPath(lambda: session.epoch)
+        bus.add_filter("echo", return_path.process)
+        session.on_frame = _publisher(bus)
+        subscription = bus.subscribe(f"live {name}", after="echo")
+        self.session, self.bus, self.live, self.return_path = session, bus, live, return_path
+        self._subscription = subscription
+        self._tasks = [loop.create_task(live.run(subscription), name=f"live-{name}"),
+                       loop.create_task(session.run(), name=f"camera-{name}")]
+        self.starts += 1
+        self.last_error = None
+        log.info("camera %s: sub-stream started for a viewer", camera.id)
+
+    async def stop(self) -> None:
+        """Stop the session and let its viewers go (the service stopping, or idle)."""
+        self._cancel_idle()
+        session, bus, live, subscription, tasks = self.session, self.bus, self.live, self._subscription, self._tasks
+        if session is None or bus is None or live is None:
+            return
+        # forgotten first: a viewer arriving while this one closes starts a new session
+        self.session = self.bus = self.live = self.return_path = self._subscription = None
+        self._tasks = []
+        if session.last_error is not None and session.state != "playing":
+            self.last_error = redact(str(session.last_error), _secrets(self.camera))
+        for viewer in list(live.viewers):
+            live.detach(viewer)
+        await session.stop()
+        if subscription is not None:
+            bus.unsubscribe(subscription)
+        for task in tasks:
+            if task.get_name().startswith("camera-"):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5.0)
+        log.info("camera %s: sub-stream stopped", self.camera.id)
+
+    async def close(self) -> None:
+        """Stop now (the service stops), and wait for an idle stop under way."""
+        await self.stop()
+        pending = [task for task in self._stopping if task is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=10.0)
+
+    def status(self, now: float) -> dict[str, object]:
+        """The sub-stream as an operator reads it: `state` idle (no viewer: not connected) or the
+        session's (connecting, playing, retrying, stopped), its viewers, and when an unwatched one stops."""
+        session, live = self.session, self.live
+        stops_in = round(max(0.0, self._idle_at - now), 1) if self._idle_at is not None else None
+        if session is None or live is None:
+            return {"state": "idle", "summary": "idle: not connected; starts when a viewer asks for it",
+                    "viewers": [], "frames": 0, "connects": 0, "starts": self.starts, "stops_in_s": None,
+                    "error": self.last_error}
+        error = (redact(str(session.last_error), _secrets(self.camera))
+                 if session.last_error is not None and session.state != "playing" else None)
+        watched = len(live.viewers)
+        summary = f"{session.state} for {watched} viewer{'s' if watched != 1 else ''}"
+        if stops_in is not None:
+            summary = f"{session.state}, no viewer: stops in {stops_in:.0f} s"
+        return {"state": session.state, "summary": summary,
+                "viewers": [{"name": v.name, "sent": v.sent, "dropped_video": v.dropped_video,
+                             "dropped_audio": v.dropped_audio} for v in live.viewers],
+                "frames": live.frames, "connects": session.connects, "starts": self.starts,
+                "stops_in_s": stops_in, "error": error,
+                "tracks": [{"index": t.index, "kind": t.kind, "codec": t.format.encoding,
+                            "clock_rate": t.format.clock_rate} for t in session.tracks],
+                "problems": session.problems() + live.problems()}
 
 
 @dataclass(slots=True)
@@ -47,6 +225,12 @@ class CameraRuntime:
     recorder: Recorder | None = None
     consumers: list[tuple[Subscription, asyncio.Task[None] | None]] = field(default_factory=list)
     extras: dict[str, object] = field(default_factory=dict)
+    substream: SubStream | None = None  # the camera's low-resolution stream for live tiles, run on demand
+
+    def feeds(self) -> list[LiveFeed]:
+        """Every live feed of the camera now: the main stream's, and the sub-stream's while it runs."""
+        sub = self.substream.live if self.substream is not None else None
+        return [self.live] if sub is None else [self.live, sub]
 
     def status(self) -> dict[str, object]:
         session = self.session
@@ -56,7 +240,7 @@ class CameraRuntime:
         out: dict[str, object] = {
             "id": self.config.id, "name": self.config.title, "state": session.state,
             "connects": session.connects,
-            "error": redact(str(session.last_error), [self.config.password, urlsplit(self.config.url).password])
+            "error": redact(str(session.last_error), _secrets(self.config))
             if session.last_error and not playing else None,
             "problems": session.problems() + self.live.problems(),  # what is wrong with what a playing camera sends
             "transport": connection.transport if connection is not None else None,  # tcp or udp, used or tried
@@ -71,6 +255,8 @@ class CameraRuntime:
                         "backchannel": t.backchannel} for t in session.tracks],
             "sync": asdict(sync) if sync is not None else None,
             "talk": None if self.talk is None or not self.config.talkback else self._talk_status(self.talk),
+            "substream": self.substream is not None,  # live viewers may ask for it: `?stream=sub`
+            "substream_status": self.substream.status(_now()) if self.substream is not None else None,
         }
         if self.recorder is not None:
             out["recording"] = asdict(self.recorder.stats)
@@ -113,14 +299,50 @@ def _publisher(bus: FrameBus) -> Callable[[MediaFrame], None]:
     return publish
 
 
-def _announce_lost(hub: LiveFeed) -> Callable[[str], None]:
-    """Tell every viewer that the camera's speaker went away: the talker's talk ends with the reason."""
+def _announce_lost(feeds: Callable[[], Iterable[LiveFeed]]) -> Callable[[str], None]:
+    """Tell every viewer (main and sub-stream) that the camera's speaker went away: the talker's talk
+    ends with the reason."""
     def lost(reason: str) -> None:
         message = {"type": "talk", "talking": None, "state": "error",
                    "reason": f"the camera's speaker was lost: {reason}"}
-        hub.broadcast(json.dumps(message), asyncio.get_running_loop().time())
+        for feed in feeds():
+            feed.broadcast(json.dumps(message), asyncio.get_running_loop().time())
 
     return lost
+
+
+def _far_ends(main: ReturnPath, substream: SubStream | None) -> Callable[[np.ndarray, int, float], None]:
+    """What talk sends to the speaker, to each stream's echo canceller (the sub-stream's while it runs)."""
+    if substream is None:
+        return main.far
+
+    def far(pcm: np.ndarray, rate: int, sent_at: float) -> None:
+        main.far(pcm, rate, sent_at)
+        substream.far(pcm, rate, sent_at)
+
+    return far
+
+
+def _follow_settings(runtime: CameraRuntime, changed: Mapping[str, tuple[object, object]], talker: str | None,
+                     now: float) -> None:
+    """The settings just applied to the main stream (`settings.apply`), applied to the running
+    sub-stream too: its viewers' sound, its offset, and talk ended or allowed again."""
+    sub = runtime.substream
+    feed = sub.live if sub is not None else None
+    if sub is None or feed is None or sub.session is None:
+        return  # an idle sub-stream starts with the settings as they are then
+    config = runtime.config
+    if "live_audio" in changed:
+        feed.set_audio(config.live_audio, now)
+    if "audio_offset_ms" in changed:
+        sub.session.set_audio_offset(config.audio_offset_ms)
+    if "talkback" in changed:
+        reason = settings.talk_unavailable(config)
+        if reason is not None and talker is not None:
+            for viewer in feed.viewers:
+                viewer.mute_audio = False
+            feed.broadcast(json.dumps({"type": "talk", "talking": None, "state": "error", "reason": reason}), now)
+        announce_talk_available(feed, runtime.talk, reason, now)
 
 
 class Service:
@@ -151,10 +373,12 @@ class Service:
             if return_path is not None:
                 bus.add_filter("echo", return_path.process)
             session.on_frame = _publisher(bus)
+            sub_client = substream_client(camera)
+            substream = SubStream(camera, sub_client) if sub_client is not None else None
             talk = TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
-                               keep_open=camera.keep_backchannel_open, on_sent=return_path.far,
-                               on_lost=_announce_lost(live))
-            runtime = CameraRuntime(camera, bus, live, session, talk, return_path)
+                               keep_open=camera.keep_backchannel_open, on_sent=_far_ends(return_path, substream),
+                               on_lost=_announce_lost(lambda runtime_of=camera.id: self.cameras[runtime_of].feeds()))
+            runtime = CameraRuntime(camera, bus, live, session, talk, return_path, substream=substream)
             runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo" if return_path else None), None))
             if config.record and camera.record:
                 runtime.recorder = self._recorder(runtime)
@@ -174,7 +398,7 @@ class Service:
             if session.state == "playing":
                 return "no media"
             error = session.last_error
-            reason = redact(str(error), [camera.password, urlsplit(camera.url).password]) if error else None
+            reason = redact(str(error), _secrets(camera)) if error else None
             return f"camera offline: {reason}" if reason else "camera offline"
 
         subscription = runtime.bus.subscribe(f"recorder {camera.id}", policy="gaps")
@@ -187,7 +411,9 @@ class Service:
         session, and keep them over the YAML's; returns the settings now in effect. Raises KeyError
         for an unknown camera, ValueError for a value its configuration refuses."""
         runtime = self.cameras[camera_id]
-        settings.apply(runtime, changes, _now())
+        talker = runtime.talk.talker if runtime.talk is not None else None
+        changed = settings.apply(runtime, changes, _now())
+        _follow_settings(runtime, changed, talker, _now())
         settings.persist(self.database, camera_id, {name: getattr(runtime.config, name) for name in changes})
         return settings.effective(runtime.config)
 
@@ -223,8 +449,7 @@ class Service:
 
     async def start(self) -> None:
         # no camera password in any log line, whoever writes it (the RTSP layer quotes URLs and answers)
-        install_log_redaction(secret for camera in self.config.cameras
-                              for secret in (camera.password, urlsplit(camera.url).password))
+        install_log_redaction(secret for camera in self.config.cameras for secret in _secrets(camera))
         self.gate.sessions.purge()  # sessions that expired while the service was down
         self.database.remove_audit_before(time.time() - self.config.audit_days * 86400)
         loop = asyncio.get_running_loop()
@@ -258,3 +483,5 @@ class Service:
                         await asyncio.wait_for(task, 5.0)
             for viewer in list(runtime.live.viewers):
                 runtime.live.detach(viewer)
+            if runtime.substream is not None:
+                await runtime.substream.close()

@@ -8,6 +8,9 @@ Who the viewer is was settled before (the service's auth): `user` is their name,
 why they may not talk to this camera, if so. Talk is owned by the connection, not the name: the
 talk session's talker is `user#n`, unique to this WebSocket, so another connection of the same user
 can neither stop nor feed it; everyone is shown the user name (`talker_name`).
+
+A camera with a sub-stream has two feeds (main and sub); talk is the camera's, so who talks is told
+to the viewers of both (`others`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
@@ -42,6 +45,7 @@ _numbers = itertools.count(1)
 Event = Callable[[str], None]  # "watch_start", "watch_stop", "talk_start", "talk_stop": for the audit log
 Setting = Callable[[], bool]  # a camera's setting as it is now (settings change at runtime)
 Reason = Callable[[], str | None]  # ... why talk is not possible with this camera now, if so
+Feeds = Callable[[], Iterable[LiveFeed]]  # the camera's other live feeds now (main or sub-stream)
 
 
 def talker_name(talker: str | None) -> str | None:
@@ -51,14 +55,16 @@ def talker_name(talker: str | None) -> str | None:
 
 async def serve_viewer(websocket: WebSocket, feed: LiveFeed, talk: TalkSession | None = None, *, user: str,
                        half_duplex: bool | Setting = False, talk_unavailable: str | Reason | None = None,
-                       talk_refusal: str | None = None, on_event: Event | None = None) -> None:
+                       talk_refusal: str | None = None, on_event: Event | None = None,
+                       hello: dict[str, object] | None = None, others: Feeds | None = None) -> None:
     """Send the camera's frames until the viewer leaves; a slow viewer only slows itself, and one that
     stops reading for `SEND_STALL_S` is disconnected (4408). Past `MAX_VIEWERS_PER_CAMERA` a new
     viewer is refused (4429).
 
     `half_duplex` and `talk_unavailable` (why the camera cannot be talked to now: talkback off) may be
     callables, read at each talk request: the camera's settings as they are then. `talk_refusal`: why
-    this viewer may not talk (their role)."""
+    this viewer may not talk (their role). `hello`: a JSON text message sent before anything else
+    (which stream this is). `others`: the camera's other feeds, whose viewers are told who talks too."""
     await websocket.accept()
     if len(feed.viewers) >= MAX_VIEWERS_PER_CAMERA:
         await websocket.close(code=4429, reason=f"this camera already has {MAX_VIEWERS_PER_CAMERA} viewers")
@@ -66,6 +72,8 @@ async def serve_viewer(websocket: WebSocket, feed: LiveFeed, talk: TalkSession |
     loop = asyncio.get_running_loop()
     viewer = Viewer(user)
     viewer.talk_refusal = talk_refusal
+    if hello is not None:
+        viewer.offer_text(json.dumps(hello), loop.time())
     feed.attach(viewer, loop.time())
     event = on_event or (lambda action: None)
     event("watch_start")
@@ -79,7 +87,8 @@ async def serve_viewer(websocket: WebSocket, feed: LiveFeed, talk: TalkSession |
 
     viewer.offer_text(json.dumps(_talk_state(viewer, talk, refusal())), loop.time())
     owner = f"{user}#{next(_numbers)}"
-    reader = loop.create_task(_receive(websocket, viewer, feed, talk, owner, duplex, refusal, event))
+    reader = loop.create_task(_receive(websocket, viewer, feed, talk, owner, duplex, refusal, event,
+                                       others or (lambda: ())))
     try:
         while not viewer.closed:
             messages = await viewer.get()
@@ -156,7 +165,7 @@ class _RateLimitedLog:
 
 
 async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: TalkSession | None, owner: str,
-                   half_duplex: Setting, refusal: Reason, event: Event) -> None:
+                   half_duplex: Setting, refusal: Reason, event: Event, others: Feeds) -> None:
     loop = asyncio.get_running_loop()
     warn = _RateLimitedLog()
 
@@ -164,8 +173,9 @@ async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: T
         viewer.offer_text(json.dumps({"type": "talk", **state}), loop.time())
 
     def announce() -> None:
-        feed.broadcast(json.dumps({"type": "talk", "talking": talker_name(talk.talker) if talk else None}),
-                      loop.time())
+        text = json.dumps({"type": "talk", "talking": talker_name(talk.talker) if talk else None})
+        for each in (feed, *others()):
+            each.broadcast(text, loop.time())
 
     try:
         while True:

@@ -1,6 +1,7 @@
 """The simulator's RTSP server: real sockets on loopback, one path per simulated camera.
 
-Each PLAY starts a `CameraModel` on the loop's clock and sends what it emits through a
+A camera with a `substream` serves it at `<name>/sub` (its own model and media, the camera's
+credentials and speaker). Each PLAY starts a `CameraModel` on the loop's clock and sends what it emits through a
 `NetworkModel` (order-preserving over TCP). The ONVIF backchannel section is described only to
 clients that `Require` it; what they send on it is kept by the camera's `BackchannelSink`.
 """
@@ -93,6 +94,12 @@ class CameraSpec:
     sink: BackchannelSink = field(default_factory=BackchannelSink)
     echo: EchoSettings | None = None  # None: the microphone does not hear the speaker
     parameter_sets: ParameterSetMode = "both"  # video SPS/PPS(/VPS): in band, in the SDP's sprop, or both
+    substream: CameraSpec | None = None  # a second, smaller stream served at `<name>/sub` (named so)
+
+    @property
+    def camera_name(self) -> str:
+        """The camera this stream belongs to (a sub-stream's is its main stream's)."""
+        return self.name.partition("/")[0]
 
     def model(self, start: float = 0.0) -> CameraModel:
         return CameraModel(self.video, self.audio, self.faults, start=start, audio_packet_ms=self.audio_packet_ms,
@@ -290,7 +297,11 @@ class _Connection(asyncio.Protocol):
     def _camera(self, uri: str) -> tuple[CameraSpec | None, str]:
         path = uri.split("://", 1)[-1].partition("/")[2]
         name, _, rest = path.partition("/")
-        return self.server.cameras.get(name), rest
+        spec = self.server.cameras.get(name)
+        first, _, after = rest.partition("/")
+        if spec is not None and spec.substream is not None and first == "sub":
+            return spec.substream, after
+        return spec, rest
 
     async def _respond(self, request: RtspRequest) -> RtspResponse:
         method = request.method
@@ -299,7 +310,7 @@ class _Connection(asyncio.Protocol):
         spec, control = self._camera(request.uri)
         if spec is None:
             return _response(404, "Not Found")
-        verifier = self.server.verifiers.get(spec.name)
+        verifier = self.server.verifiers.get(spec.camera_name)
         if verifier is not None and not verifier.verify(method, request.headers.get("Authorization")):
             response = _response(401, "Unauthorized")
             for challenge in verifier.challenges():
@@ -439,18 +450,25 @@ class SimulatorServer:
 
     def speaker(self, spec: CameraSpec) -> EchoPath | None:
         """The camera's one speaker-to-microphone path, shared by all its sessions (G.711 cameras)."""
-        if spec.name not in self._speakers:
+        main = self.cameras.get(spec.camera_name, spec)  # a sub-stream's microphone hears the same speaker
+        if main.name not in self._speakers:
             echo = None
-            if spec.echo is not None and spec.audio is not None and spec.audio.codec in ("pcmu", "pcma"):
-                echo = EchoPath(spec.audio.sample_rate, delay_ms=spec.echo.delay_ms, gain_db=spec.echo.gain_db,
-                                t60=spec.echo.t60)
-            self._speakers[spec.name] = echo
-        return self._speakers[spec.name]
+            if main.echo is not None and main.audio is not None and main.audio.codec in ("pcmu", "pcma"):
+                echo = EchoPath(main.audio.sample_rate, delay_ms=main.echo.delay_ms, gain_db=main.echo.gain_db,
+                                t60=main.echo.t60)
+            self._speakers[main.name] = echo
+        if spec is not main and spec.audio is not None and main.audio is not None \
+                and spec.audio.sample_rate != main.audio.sample_rate:
+            return None
+        return self._speakers[main.name]
 
-    def url(self, name: str, *, credentials: bool = False) -> str:
+    def url(self, name: str, *, credentials: bool = False, sub: bool = False) -> str:
+        """The camera's URL (`sub`: its sub-stream's; KeyError when it has none)."""
         spec = self.cameras[name]
+        if sub and spec.substream is None:
+            raise KeyError(f"simulated camera {name} has no sub-stream")
         auth = f"{spec.username}:{spec.password}@" if credentials and spec.username else ""
-        return f"rtsp://{auth}{self.host}:{self.port}/{name}"
+        return f"rtsp://{auth}{self.host}:{self.port}/{name}{'/sub' if sub else ''}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
