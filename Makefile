@@ -18,6 +18,7 @@ system:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "apt: installing$$missing"; \
 		$(SUDO) apt-get update -q && \
@@ -31,7 +32,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-env: system $(BIN)/.installed
+# The npm `onvif` package: an independent ONVIF client of the simulator (tests/onvif/test_peer_node.py)
+ONVIF_NODE := tests/onvif/node
+$(ONVIF_NODE)/node_modules/.installed: $(ONVIF_NODE)/package.json $(ONVIF_NODE)/package-lock.json | system
+	npm ci --no-audit --no-fund --prefix $(ONVIF_NODE)
+	touch $@
+
+env: system $(BIN)/.installed $(ONVIF_NODE)/node_modules/.installed
 
 lint: env
 	$(BIN)/ruff check .

@@ -176,9 +176,15 @@ async def _demo(args: argparse.Namespace) -> int:
     print("preparing the simulated cameras (the first run encodes their video once)...", file=sys.stderr, flush=True)
     if args.backchannel_dir is not None:
         args.backchannel_dir.mkdir(parents=True, exist_ok=True)
-    sim = SimulatorServer(demo_cameras(args.backchannel_dir), port=args.sim_port)
+    # ONVIF on ephemeral ports, discovery too: 3702 (or a fixed port) could collide with a camera tool or a second demo
+    sim = SimulatorServer(demo_cameras(args.backchannel_dir), port=args.sim_port, onvif=True, onvif_port=0,
+                          discovery_port=0)
     await sim.start()
     try:
+        if sim.onvif is not None:
+            devices = ", ".join(f"{name} {sim.onvif_url(name)}" for name in sim.cameras)
+            print(f"simulated ONVIF devices: {devices}; WS-Discovery (unicast): opticlink onvif discover "
+                  f"--address {sim.onvif.host}:{sim.onvif.discovery_port}", file=sys.stderr, flush=True)
         cameras = [CameraConfig(id=name, name=DEMO_TITLES[name], url=sim.url(name),
                                 substream_url=sim.url(name, sub=True) if spec.substream is not None else None)
                    for name, spec in sim.cameras.items()]
@@ -238,14 +244,55 @@ async def _talk(args: argparse.Namespace) -> int:
 async def _sim(args: argparse.Namespace) -> int:
     from opticlink.sim.server import SimulatorServer
 
-    server = SimulatorServer(_sim_cameras(args, args.cameras), host=args.host, port=args.port)
+    server = SimulatorServer(_sim_cameras(args, args.cameras), host=args.host, port=args.port, onvif=args.onvif,
+                             onvif_port=args.onvif_port, discovery_port=args.discovery_port if args.onvif else None)
     await server.start()
     for name in server.cameras:
         print(server.url(name, credentials=True), flush=True)
+    if server.onvif is not None:
+        for name in server.cameras:
+            print(f"{name}: ONVIF device service {server.onvif_url(name)}", file=sys.stderr, flush=True)
+        print(f"WS-Discovery: unicast Probes on {server.onvif.host}:{server.onvif.discovery_port}", file=sys.stderr,
+              flush=True)
     try:
         await asyncio.Event().wait()
     finally:
         await server.close()
+    return 0
+
+
+async def _onvif(args: argparse.Namespace) -> int:
+    if args.action == "discover":
+        from opticlink.camera.discovery import MULTICAST_ADDRESS, discover
+
+        address = MULTICAST_ADDRESS
+        if args.address is not None:
+            host, sep, port = args.address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"--address takes HOST:PORT, not {args.address!r}")
+            address = (host.strip("[]"), int(port))
+        devices = await discover(address, args.timeout)
+        for device in devices:
+            print(f"{' '.join(device.xaddrs) or device.endpoint}\tname: {device.name or '-'}\t"
+                  f"hardware: {device.hardware or '-'}")
+        print(f"{len(devices)} ONVIF devices answered {address[0]}:{address[1]} within {args.timeout:g} s",
+              file=sys.stderr)
+        return 0
+    from opticlink.camera.onvif import OnvifImportError, import_camera
+
+    try:
+        camera = await import_camera(args.host, args.port, args.username, args.password, timeout=args.timeout)
+        text = camera.to_yaml(args.id)
+    except OnvifImportError as exc:
+        print(f"opticlink onvif import: {exc}", file=sys.stderr)
+        return 1
+    for warning in camera.warnings:
+        print(f"opticlink onvif import: warning: {warning}", file=sys.stderr)
+    streams = ", ".join(f"{p.name} {p.width}x{p.height} {p.encoding}" for p in camera.profiles) or "none"
+    print(f"# {camera.name} ({camera.manufacturer} {camera.model}, firmware {camera.firmware}); profiles: {streams}; "
+          f"microphone: {'yes' if camera.audio else 'no'}; speaker: "
+          f"{camera.backchannel_codec or 'yes' if camera.talkback else 'no'}")
+    print(text, end="")
     return 0
 
 
@@ -387,7 +434,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sim-username", help="require Digest authentication with this user")
     s.add_argument("--sim-password", help="... and this password")
     s.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
+    s.add_argument("--onvif", action="store_true",
+                   help="also serve each camera as an ONVIF device (SOAP over HTTP, one port per camera) and answer "
+                        "WS-Discovery Probes sent to HOST (unicast; it never joins the multicast group)")
+    s.add_argument("--onvif-port", type=int, default=8000,
+                   help="camera N's ONVIF port is this + N - 1 (default 8000; 0: ephemeral ports)")
+    s.add_argument("--discovery-port", type=int, default=3702, help="WS-Discovery UDP port (default 3702)")
     _add_sim_options(s)
+
+    o = verbs.add_parser("onvif", help="find cameras (WS-Discovery) and import one over ONVIF",
+                         description="discover: send a WS-Discovery Probe and list the ONVIF cameras that answer. "
+                                     "import: ask a camera over ONVIF for its streams, audio and speaker, and "
+                                     "print its entry for the cameras: list of the service's YAML.")
+    onvif_actions = o.add_subparsers(dest="action", required=True)
+    od = onvif_actions.add_parser("discover", help="list the ONVIF cameras that answer a WS-Discovery Probe")
+    od.add_argument("--address", metavar="HOST:PORT",
+                    help="send the Probe to this host only (unicast), else to the multicast group "
+                         "239.255.255.250:3702 (every camera on this network link)")
+    od.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers (default 3)")
+    oi = onvif_actions.add_parser("import", help="print a camera's YAML entry, read from it over ONVIF")
+    oi.add_argument("host", help="the camera's address")
+    oi.add_argument("--port", type=int, default=80, help="its ONVIF (HTTP) port (default 80)")
+    oi.add_argument("--username", help="camera user (WS-UsernameToken, password digest)")
+    oi.add_argument("--password", help="camera password (never printed except in the YAML entry itself)")
+    oi.add_argument("--id", help="the camera's id in the YAML (default from its address)")
+    oi.add_argument("--timeout", type=float, default=20.0, help="seconds for the whole import (default 20)")
 
     x = verbs.add_parser("export", help="export a camera's recordings between two times to one file",
                          description="Write what a camera recorded between two times to one file: .mkv (video "
@@ -504,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo, "talk": _talk,
-                "user": _user, "export": _export}
+                "user": _user, "export": _export, "onvif": _onvif}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:

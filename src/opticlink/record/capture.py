@@ -11,8 +11,8 @@ from pathlib import Path
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
 from opticlink.media import MediaFrame
+from opticlink.record.edges import RunEnd, RunStart
 from opticlink.record.mkv import MatroskaWriter, WriteSummary
-from opticlink.record.settle import RunStart
 from opticlink.rtsp.client import ClientConfig
 from opticlink.sync import SyncStats
 
@@ -31,21 +31,23 @@ async def capture(config: ClientConfig, seconds: float, path: str | Path, *, aud
                   on_progress: Callable[[float, SyncStats | None], None] | None = None) -> CaptureResult:
     """Play `config` for `seconds` after PLAY and write the frames, with the engine's times, to `path`.
 
-    As a recording does, the file's first frames are placed once the sync is steady (`RunStart`)."""
+    As a recording does, the file's first frames are placed once the sync is steady (`RunStart`), and
+    it ends at a whole picture (`RunEnd`)."""
     writer = MatroskaWriter(path)
     start: RunStart | None = RunStart()
+    end = RunEnd()
 
     def write(frame: MediaFrame) -> None:
         nonlocal start
+        placed: list[MediaFrame] | None = [frame]
         if start is not None:
             placed = [*start.place(), frame] if frame.reanchored else start.push(frame)
             if placed is None:
                 return
             start = None
-            for held in placed:
-                writer.write(held)
-            return
-        writer.write(frame)
+        for ready in placed:
+            for old in end.push(ready):
+                writer.write(old)
 
     session = CameraSession(config, name="capture", reconnect=False, on_frame=write,
                             audio_offset_ms=audio_offset_ms, merge_hold=MERGE_HOLD)
@@ -75,6 +77,9 @@ async def capture(config: ClientConfig, seconds: float, path: str | Path, *, aud
         with contextlib.suppress(asyncio.CancelledError, RtspError):
             await task
     for held in start.place() if start is not None else []:
+        for old in end.push(held):
+            writer.write(old)
+    for held in end.close():
         writer.write(held)
     return CaptureResult(writer.close(), stats, error, skipped)
 

@@ -11,7 +11,7 @@ beside the sound captured with it even when the camera's audio clock runs 300 pp
 minute that sample-counting players would otherwise drift). Without audio (a camera without, or
 `record_audio: false`), media time is the camera's video clock (its 90 kHz RTP timestamps), so
 frames are as evenly spaced as the camera stamped them. A run's first frames are held until the
-sync engine's placement of the picture is steady, and placed then (`record.settle`).
+sync engine's placement of the picture is steady, and placed then (`record.edges`).
 
 **Wall time** (Unix seconds) comes from the camera's own clock (its RTCP Sender Reports) when it
 sends them and agrees with the server's within `MAX_CAMERA_CLOCK_ERROR_S`, else from the server's
@@ -43,8 +43,8 @@ from pathlib import Path
 
 from opticlink.hub import Subscription
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig
+from opticlink.record.edges import RunStart
 from opticlink.record.segment import AUDIO_CODECS, SegmentWriter
-from opticlink.record.settle import RunStart
 from opticlink.store.recordings import Recordings
 from opticlink.sync import FrameMerger
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opticlink.dsp.g711 import to_float
 from opticlink.errors import RtpParseError, RtspParseError
@@ -32,6 +33,9 @@ from opticlink.sim.echo import EchoPath
 from opticlink.sim.faults import Faults
 from opticlink.sim.media import EncodedAudio, VideoClip
 from opticlink.sim.network import NetworkModel
+
+if TYPE_CHECKING:
+    from opticlink.sim.onvif import OnvifServer
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +441,10 @@ def _response(status: int, reason: str = "OK", **headers: str) -> RtspResponse:
 class SimulatorServer:
     """Serves simulated cameras at rtsp://host:port/<name>."""
 
-    def __init__(self, cameras: list[CameraSpec], host: str = "127.0.0.1", port: int = 8554) -> None:
+    def __init__(self, cameras: list[CameraSpec], host: str = "127.0.0.1", port: int = 8554, *,
+                 onvif: bool = False, onvif_port: int = 0, discovery_port: int | None = None) -> None:
+        """`onvif`: also serve each camera as an ONVIF device (`sim/onvif.py`), camera i on HTTP port
+        `onvif_port` + i (0: ephemeral ports), with a WS-Discovery responder on `discovery_port` (None: none)."""
         self.cameras = {c.name: c for c in cameras}
         self.host = host
         self.port = port
@@ -447,6 +454,8 @@ class SimulatorServer:
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._speakers: dict[str, EchoPath | None] = {}
+        self.onvif: OnvifServer | None = None
+        self._onvif_options = (onvif_port, discovery_port) if onvif else None
 
     def speaker(self, spec: CameraSpec) -> EchoPath | None:
         """The camera's one speaker-to-microphone path, shared by all its sessions (G.711 cameras)."""
@@ -475,8 +484,23 @@ class SimulatorServer:
         self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port,
                                                 reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self._onvif_options is not None:
+            from opticlink.sim.onvif import OnvifServer
+
+            base_port, discovery_port = self._onvif_options
+            self.onvif = OnvifServer(self, base_port=base_port, discovery_port=discovery_port)
+            await self.onvif.start()
+
+    def onvif_url(self, name: str) -> str:
+        """The camera's ONVIF device service (KeyError when ONVIF is off)."""
+        if self.onvif is None:
+            raise KeyError("the simulator serves no ONVIF devices (start it with onvif=True)")
+        return self.onvif.device(name).xaddr
 
     async def close(self) -> None:
+        if self.onvif is not None:
+            await self.onvif.close()
+            self.onvif = None
         for connection in list(self.connections):
             connection.abort()
         for session in self.sessions:

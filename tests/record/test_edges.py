@@ -3,7 +3,7 @@
 import itertools
 
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig
-from opticlink.record.settle import SETTLE_MAX_S, SETTLE_S, RunStart
+from opticlink.record.edges import SETTLE_MAX_S, SETTLE_S, RunStart
 
 VIDEO = VideoConfig("h264", (bytes.fromhex("6742c01e95a0a0fd01"), bytes.fromhex("68ce3c80")))
 AUDIO = AudioConfig("pcmu", 8000)
@@ -54,3 +54,19 @@ def test_a_steady_start_is_held_only_a_second_and_a_stream_that_never_settles_at
     assert placed[-1].pts_us - placed[0].pts_us <= SETTLE_MAX_S * 1e6 + 40_000
     placed = run([sound(i) for i in range(200)])  # sound alone: nothing to settle
     assert placed[-1].pts_us - placed[0].pts_us == SETTLE_S * 1e6
+
+
+def test_a_run_stopped_before_the_b_frames_of_its_last_picture_ends_at_the_picture_before_them():
+    from opticlink.record.edges import RunEnd
+
+    def b_frames(count: int) -> list[MediaFrame]:
+        """I P B B P B B ... in decode order: each P is sent before the two B-frames shown before it."""
+        order = [0] + [i for p in range(3, count + 3, 3) for i in (p, p - 2, p - 1)]
+        return [picture(i, 0) for i in order if i < count + 3][:count]
+
+    for cut in (9, 10, 11):  # after a P (its B-frames lost), after its first B, after both
+        end = RunEnd()
+        out = [old for f in b_frames(cut) for old in end.push(f)] + end.close()
+        shown = sorted(f.pts_us // 40_000 for f in out)
+        assert shown == list(range(len(shown))), (cut, shown)  # no hole in what is shown
+        assert len(shown) >= cut - 3
