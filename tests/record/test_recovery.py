@@ -270,6 +270,20 @@ def test_open_gaps_close_at_the_cameras_last_recorded_time(tmp_path, whole, reco
     assert report.gaps_closed == 3 and report.last_wall == {"door": START_WALL + 60}
 
 
+def test_many_open_gaps_are_closed_a_bounded_batch_at_a_time(tmp_path, recordings, monkeypatch):
+    from opticlink.record import recovery
+
+    monkeypatch.setattr(recovery, "GAPS_PER_READ", 7)
+    read: list[int] = []
+    original = recordings.gaps
+    monkeypatch.setattr(recordings, "gaps", lambda *a, **k: read.append(k.get("limit")) or original(*a, **k))
+    for i in range(30):
+        recordings.open_gap(f"cam{i % 3}", START_WALL + i, "offline")
+    report = recover(tmp_path, recordings)
+    assert report.gaps_closed == 30 and all(g.end_wall is not None for g in original())
+    assert set(read) == {7} and len(read) == 6  # five batches of at most 7, then a read that finds none
+
+
 def test_recovery_is_idempotent(tmp_path, whole, recordings):
     data = whole.read_bytes()
     relative = place(tmp_path, data[:len(data) * 2 // 3])

@@ -244,6 +244,7 @@ async def _receive(websocket: WebSocket, controls: asyncio.Queue[tuple[str, floa
 
 MAX_TIMELINE_S = 31 * 86400.0  # the longest span one timeline request covers
 MAX_TIMELINE_SEGMENTS = 50_000
+MAX_TIMELINE_GAPS = 50_000
 MAX_TALK_S = 3600.0  # a talk that began this long before the span is looked for; an unended one ends here
 CONTIGUOUS_S = 1.0  # segments closer than this are one recorded range
 
@@ -261,7 +262,8 @@ def timeline(recordings: Recordings, database: Database, camera: str, start: flo
         else:
             ranges.append([segment.start_wall, segment.end_wall])
     gaps = [{"start": g.start_wall, "end": g.end_wall if g.end_wall is not None else min(now, end),
-             "cause": g.cause, "detail": g.detail} for g in recordings.gaps(camera, start, end)]
+             "cause": g.cause, "detail": g.detail}
+            for g in recordings.gaps(camera, start, end, limit=MAX_TIMELINE_GAPS)]
     talk: list[dict[str, object]] = []
     open_talk: dict[str, object] | None = None
     for row in database.audit_between(("talk_start", "talk_stop"), camera, start - MAX_TALK_S, end):

@@ -42,6 +42,9 @@ MAX_FILES = 10_000_000  # bound of the orphan walk (files and directories seen)
 _TYPE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-\xa9")
 
 
+GAPS_PER_READ = 1000  # open gaps read (and closed) at a time
+
+
 @dataclass(slots=True)
 class RecoveryReport:
     """What `recover` did. `repaired`: writing segments whose torn tail was cut off; `adopted`: writing
@@ -281,14 +284,13 @@ def _remove_orphans(root: Path, recordings: Recordings, report: RecoveryReport) 
 def _close_gaps(recordings: Recordings, report: RecoveryReport) -> None:
     last = recordings.last_end_by_camera()
     report.last_wall = last
-    for gap in recordings.gaps():
-        if gap.end_wall is not None:
-            continue
-        end = max(gap.start_wall, last.get(gap.camera, gap.start_wall))
-        recordings.close_gap(gap.id, end)
-        report.gaps_closed += 1
-        log.info("recovery: closed gap %d of %s (%s) at %.3f, the camera's last recorded time",
-                 gap.id, gap.camera, gap.cause, end)
+    while batch := recordings.gaps(open_only=True, limit=GAPS_PER_READ):  # each pass closes what it read
+        for gap in batch:
+            end = max(gap.start_wall, last.get(gap.camera, gap.start_wall))
+            recordings.close_gap(gap.id, end)
+            report.gaps_closed += 1
+            log.info("recovery: closed gap %d of %s (%s) at %.3f, the camera's last recorded time",
+                     gap.id, gap.camera, gap.cause, end)
 
 
 def recover(root: Path, recordings: Recordings) -> RecoveryReport:

@@ -167,8 +167,13 @@ class Recordings:
                       .values(end_wall=end_wall))
 
     def gaps(self, camera: str | None = None, start_wall: float | None = None,
-             end_wall: float | None = None) -> list[GapRow]:
+             end_wall: float | None = None, *, open_only: bool = False, limit: int | None = None) -> list[GapRow]:
+        """Gaps overlapping a span, oldest first; `open_only`: those not ended yet; at most `limit`."""
         query = select(gaps).order_by(gaps.c.start_wall, gaps.c.id)
+        if open_only:
+            query = query.where(gaps.c.end_wall.is_(None))
+        if limit is not None:
+            query = query.limit(limit)
         if camera is not None:
             query = query.where(gaps.c.camera == camera)
         if start_wall is not None:
