@@ -24,6 +24,8 @@ from pathlib import Path
 import av
 
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig, annexb, split_length_prefixed
+from opticlink.rtp.formats.h264 import avc_decoder_configuration
+from opticlink.rtp.formats.h265 import hevc_decoder_configuration
 
 US = Fraction(1, 1_000_000)
 FRAGMENT_S = 0.5  # a fragment is cut at each keyframe and at least this often
@@ -134,7 +136,7 @@ class SegmentWriter:
             if keyframe is not None:
                 assert isinstance(keyframe.config, VideoConfig)
                 self.video_config = keyframe.config
-                self._video = video_stream(self.container, keyframe)
+                self._video = video_stream(self.container, keyframe, length_prefixed=True)
             if audio is not None:
                 self._audio = _audio_stream(self.container, audio)
         except Exception:
@@ -153,7 +155,7 @@ class SegmentWriter:
         dts_us = max(dts_us, self._last_dts + 1)
         pts_us = max(pts_us, dts_us)
         self._last_dts = dts_us
-        packet = av.Packet(annexb(split_length_prefixed(frame.data)))
+        packet = av.Packet(frame.data)  # length-prefixed, as the stream's avcC/hvcC says
         packet.stream = self._video
         packet.time_base = US
         packet.pts, packet.dts = pts_us, dts_us
@@ -204,15 +206,26 @@ class SegmentWriter:
             self.container.close()
 
 
-def video_stream(container: av.container.OutputContainer, keyframe: MediaFrame) -> av.video.stream.VideoStream:
-    """A stream-copy video stream declared from the stream's own parameter sets and first keyframe."""
-    assert isinstance(keyframe.config, VideoConfig)
-    codec = keyframe.config.codec
-    data = annexb(keyframe.config.parameter_sets) + annexb(split_length_prefixed(keyframe.data))
+def video_stream(container: av.container.OutputContainer, keyframe: MediaFrame, *,
+                 length_prefixed: bool = False) -> av.video.stream.VideoStream:
+    """A stream-copy video stream declared from the stream's own parameter sets and first keyframe.
+
+    `length_prefixed`: its extradata is an avcC/hvcC record, so the muxer takes our frames' 4-byte
+    length-prefixed NAL units as they are (else Annex B, which the muxer converts back itself)."""
+    config = keyframe.config
+    assert isinstance(config, VideoConfig)
+    codec = config.codec
+    data = annexb(config.parameter_sets) + annexb(split_length_prefixed(keyframe.data))
     with av.open(io.BytesIO(data), "r", format="h264" if codec == "h264" else "hevc") as probe:
         if not probe.streams.video or not probe.streams.video[0].codec_context.width:
             raise ValueError(f"the first {codec} keyframe does not say its picture size")
-        return container.add_stream_from_template(probe.streams.video[0])
+        stream = container.add_stream_from_template(probe.streams.video[0])
+    if length_prefixed:
+        if codec == "h264":
+            stream.codec_context.extradata = avc_decoder_configuration(*config.parameter_sets[:2])
+        else:
+            stream.codec_context.extradata = hevc_decoder_configuration(*config.parameter_sets[:3])
+    return stream
 
 
 def _audio_stream(container: av.container.OutputContainer, config: AudioConfig) -> av.audio.stream.AudioStream:
