@@ -230,7 +230,8 @@ async def service_doorbell(seconds: float = 8.0) -> dict[str, object]:
     from opticlink.live.protocol import encode_talk
     from opticlink.rtsp.client import ClientConfig
     from opticlink.sim.presets import camera
-    from opticlink.sim.server import EchoSettings, SimulatorServer
+    from opticlink.sim.server import SimulatorServer
+    from opticlink.sim.spec import EchoSettings
 
     def band_power(pcm: np.ndarray) -> float:
         spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2

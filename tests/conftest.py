@@ -8,7 +8,8 @@ import pytest
 
 from opticlink.sim.faults import Faults
 from opticlink.sim.presets import camera
-from opticlink.sim.server import CameraSpec, SimulatorServer
+from opticlink.sim.server import SimulatorServer
+from opticlink.sim.spec import CameraSpec
 
 
 def small_camera(name: str = "cam1", **options) -> CameraSpec:

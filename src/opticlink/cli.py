@@ -41,7 +41,7 @@ def _add_sim_options(parser: argparse.ArgumentParser) -> None:
 def _sim_cameras(args: argparse.Namespace, count: int) -> list:
     from opticlink.sim.faults import Faults
     from opticlink.sim.presets import camera
-    from opticlink.sim.server import EchoSettings
+    from opticlink.sim.spec import EchoSettings
 
     faults = Faults.parse(args.faults)
     echo = EchoSettings(args.echo_delay_ms, args.echo_gain_db) if args.echo_delay_ms is not None else None
@@ -305,8 +305,17 @@ async def _export(args: argparse.Namespace) -> int:
     from opticlink.store.recordings import Recordings
 
     config = load_config(args.config)
-    if args.camera not in {c.id for c in config.cameras}:
-        known = ", ".join(c.id for c in config.cameras) or "none"
+    known_ids = [c.id for c in config.cameras]
+    if args.camera not in known_ids and (config.data_dir / "opticlink.db").exists():
+        from opticlink.store.cameras import CameraStore
+
+        stored = Database.open(config.data_dir)  # cameras added through the API
+        try:
+            known_ids += [row.id for row in CameraStore(stored).all() if row.id not in known_ids]
+        finally:
+            stored.close()
+    if args.camera not in known_ids:
+        known = ", ".join(known_ids) or "none"
         print(f"opticlink export: no camera {args.camera!r} in {args.config} (cameras: {known})", file=sys.stderr)
         return 1
     if args.last is not None and (args.start is not None or args.end is not None):
@@ -501,7 +510,52 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("name")
     k.add_argument("--label", default="api", help="what the token is for (default api)")
     k.add_argument("--revoke", action="store_true", help="remove the user's tokens with this label instead")
+    m = verbs.add_parser("cameras", help="the service's cameras: export them as YAML",
+                         description="The cameras of the service: those its YAML declares and those added through "
+                                     "the API (kept in its database: --config's data_dir, or --data-dir).")
+    camera_actions = m.add_subparsers(dest="action", required=True)
+    me = camera_actions.add_parser("export", help="print the YAML of every camera (declared and added)",
+                                   description="Print the `cameras:` YAML of the current set, loadable as a "
+                                               "config. Passwords are left out unless --with-passwords.")
+    me.add_argument("--config", type=Path, help="the service's YAML (its cameras, and its data_dir's database)")
+    me.add_argument("--data-dir", type=Path, help="the directory holding opticlink.db")
+    me.add_argument("--with-passwords", action="store_true", help="include the cameras' passwords")
+    me.add_argument("-o", "--output", type=Path, help="write to this file (readable only by you) instead of stdout")
     return parser
+
+
+async def _cameras(args: argparse.Namespace) -> int:
+    """`opticlink cameras export`: the YAML of the declared and API-added cameras."""
+    from opticlink.api.cameras import export_yaml
+    from opticlink.api.config import CameraConfig, default_data_dir, load_config
+    from opticlink.store import Database
+    from opticlink.store.cameras import CameraStore
+
+    config = load_config(args.config) if args.config else None
+    declared = config.cameras if config is not None else []
+    directory = args.data_dir or (config.data_dir if config is not None else default_data_dir())
+    stored: list[tuple[CameraConfig, bool]] = []
+    if (directory / "opticlink.db").exists():
+        db = Database.open(directory)
+        try:
+            ids = {c.id for c in declared}
+            for row in CameraStore(db).all():
+                if row.id in ids:
+                    continue  # the file wins
+                try:
+                    stored.append((CameraConfig.model_validate(row.config), row.enabled))
+                except ValueError as exc:
+                    print(f"opticlink cameras: {row.id} skipped: {exc.__class__.__name__}", file=sys.stderr)
+        finally:
+            db.close()
+    text = export_yaml(declared, stored, with_passwords=args.with_passwords)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.touch(mode=0o600)
+        args.output.write_text(text)
+        print(f"{len(declared) + len(stored)} cameras written to {args.output}", file=sys.stderr)
+    return 0
 
 
 def _read_password() -> str:
@@ -575,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {"probe": _probe, "sim": _sim, "capture": _capture, "serve": _serve, "demo": _demo, "talk": _talk,
-                "user": _user, "export": _export, "onvif": _onvif}
+                "user": _user, "export": _export, "onvif": _onvif, "cameras": _cameras}
     try:
         return asyncio.run(handlers[args.verb](args))
     except KeyboardInterrupt:

@@ -74,7 +74,7 @@ def test_the_parser_refuses_what_is_not_a_probe_match_clearly(data, words):
 
 def _valid_matches() -> bytes:
     from opticlink.sim.onvif import OnvifDevice
-    from opticlink.sim.server import CameraSpec
+    from opticlink.sim.spec import CameraSpec
 
     devices = [OnvifDevice(CameraSpec(name=f"cam{i}"), "127.0.0.1", 8000 + i, 8554) for i in range(2)]
     reply = probe_matches(build_probe()[1], devices)

@@ -22,7 +22,7 @@ from opticlink.sim.onvif import (
     parse_xml,
     password_digest,
 )
-from opticlink.sim.server import CameraSpec
+from opticlink.sim.spec import CameraSpec
 from tests.onvif.conftest import PASSWORD, USER
 
 

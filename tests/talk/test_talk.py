@@ -258,7 +258,7 @@ async def test_viewers_do_not_hear_the_talkers_echo_from_a_doorbell():
     seconds, after two for the canceller to converge."""
     from opticlink.camera.session import CameraSession
     from opticlink.sim.presets import camera
-    from opticlink.sim.server import EchoSettings
+    from opticlink.sim.spec import EchoSettings
     from opticlink.sim.voice import synthetic_speech
 
     spec = camera("cam1", width=320, height=180, bitrate=300_000, echo=EchoSettings(delay_ms=150, gain_db=-3))

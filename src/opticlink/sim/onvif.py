@@ -25,9 +25,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
@@ -39,7 +39,15 @@ from defusedxml.ElementTree import fromstring
 from opticlink import __version__
 
 if TYPE_CHECKING:
-    from opticlink.sim.server import CameraSpec, SimulatorServer
+    from opticlink.sim.spec import CameraSpec
+
+
+class Simulator(Protocol):
+    """What the ONVIF service needs of the simulator: where it serves RTSP, and its cameras."""
+
+    host: str
+    port: int
+    cameras: Mapping[str, CameraSpec]
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +527,7 @@ class OnvifServer:
     `discovery_port`: None for no responder; 0 for an ephemeral port (tests); 3702 is the standard one.
     The responder listens on `host` only (unicast Probes): it never joins the multicast group."""
 
-    def __init__(self, simulator: SimulatorServer, *, host: str | None = None, base_port: int = 0,
+    def __init__(self, simulator: Simulator, *, host: str | None = None, base_port: int = 0,
                  discovery_port: int | None = None) -> None:
         self.simulator = simulator
         self.host = host or simulator.host

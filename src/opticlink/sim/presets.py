@@ -8,7 +8,7 @@ from pathlib import Path
 from opticlink.sim.camera import ParameterSetMode
 from opticlink.sim.faults import Faults
 from opticlink.sim.media import VideoCodec, encode_audio, load_audio, load_video, synthetic_audio, synthetic_video
-from opticlink.sim.server import BackchannelSink, CameraSpec, EchoSettings
+from opticlink.sim.spec import BackchannelSink, CameraSpec, EchoSettings
 
 AUDIO_RATES = {"pcmu": 8000, "pcma": 8000, "aac": 16000}
 # A camera's sub-stream (`camera(substream=True)`): what real cameras offer for a wall of tiles
