@@ -32,9 +32,12 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from opticlink.api import settings
+from opticlink.api import diagnostics, settings
+from opticlink.api.cameras import add_routes as add_camera_routes
+from opticlink.api.cameras import describe
+from opticlink.api.config import CameraConfig
 from opticlink.api.playback import opener, serve_playback, timeline
-from opticlink.api.service import Service
+from opticlink.api.service import Service, _secrets
 from opticlink.api.settings import CameraSettings
 from opticlink.auth.gate import Gate, LoginRefused
 from opticlink.auth.roles import Principal
@@ -192,6 +195,7 @@ def create_app(service: Service) -> FastAPI:
     connected = Gauge("opticlink_camera_playing", "1 when the camera session plays", ["camera"], registry=registry)
     dropped = Gauge("opticlink_udp_datagrams_dropped", "UDP datagrams not from the camera's address and ports "
                     "(this connection)", ["camera"], registry=registry)
+    registry.register(diagnostics.monitor(service).collector())  # per-camera metrics (api.metrics), read at scrape
 
     @app.middleware("http")
     async def isolate(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -286,13 +290,34 @@ def create_app(service: Service) -> FastAPI:
     async def audit_page(_: Admin) -> FileResponse:
         return FileResponse(WEB_DIR / "audit.html")
 
+    def _listing(config: CameraConfig, who: Principal) -> dict[str, object]:
+        """A camera's status, whether it is `declared` (in cameras.yaml: not editable here) and `enabled`;
+        for admins also its configuration (`config`, never the password: `password_set`)."""
+        runtime = service.cameras.get(config.id)
+        out: dict[str, object] = (runtime.status() if runtime is not None else
+                                  {"id": config.id, "name": config.title, "state": "disabled",
+                                   "summary": "disabled: configured, not connected"})
+        out["declared"] = config.id in service.declared
+        out["enabled"] = runtime is not None
+        out["password_set"] = any(_secrets(config))
+        if who.is_admin:
+            out["config"] = describe(config, enabled=runtime is not None, declared=config.id in service.declared)
+        return out
+
     @app.get("/api/cameras")
-    async def cameras() -> list[dict[str, object]]:
-        return [runtime.status() for runtime in service.cameras.values()]
+    async def cameras(who: Caller) -> list[dict[str, object]]:
+        """Every camera: its status (see `CameraRuntime.status`), `declared`, `enabled`; disabled cameras
+        with `state: "disabled"`."""
+        return [_listing(config, who) for config, _ in service.all_cameras()]
+
+    add_camera_routes(app, service, _admin, _address)  # POST /api/cameras, PATCH/DELETE, probe
 
     @app.get("/api/cameras/{camera}")
-    async def camera(camera: str) -> dict[str, object]:
-        return _runtime(service, camera).status()
+    async def camera(camera: str, who: Caller) -> dict[str, object]:
+        config = service.camera_config(camera)
+        if config is None:
+            raise HTTPException(404, f"no camera {camera!r}")
+        return _listing(config, who)
 
     @app.get("/api/cameras/{camera}/settings")
     async def camera_settings(camera: str) -> dict[str, object]:
@@ -346,6 +371,8 @@ def create_app(service: Service) -> FastAPI:
             client = runtime.session.client
             dropped.labels(runtime.config.id).set(client.connection.datagrams_dropped if client is not None else 0)
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    app.include_router(diagnostics.router(service, _principal))
 
     @app.websocket("/api/cameras/{camera}/live")
     async def live(websocket: WebSocket, camera: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from opticlink.api import settings
 from opticlink.api.config import CameraConfig, ServiceConfig
+from opticlink.api.diagnostics import monitor as diagnostics
 from opticlink.auth.gate import Gate
 from opticlink.auth.policy import RequestPolicy
 from opticlink.auth.redact import install_log_redaction, redact
@@ -26,9 +27,10 @@ from opticlink.live.websocket import announce_talk_available, talker_name
 from opticlink.media import MediaFrame
 from opticlink.record.recorder import Recorder
 from opticlink.record.recovery import recover
-from opticlink.record.retention import Retention
+from opticlink.record.retention import CameraLimits, Retention
 from opticlink.rtsp.client import ClientConfig
 from opticlink.store import Database
+from opticlink.store.cameras import CameraStore
 from opticlink.store.recordings import Recordings
 from opticlink.talk.return_path import ReturnPath
 from opticlink.talk.session import TalkSession
@@ -361,30 +363,147 @@ class Service:
         self.recordings = Recordings(self.database)
         self.retention: Retention | None = None
         self.retention_task: asyncio.Task[None] | None = None
+        self.declared: set[str] = {camera.id for camera in config.cameras}  # the YAML's: not editable by the API
+        self.disabled: dict[str, CameraConfig] = {}  # API-added cameras switched off: kept, not run
+        self.camera_store = CameraStore(self.database)
+        self.started = False
+        self._changing = asyncio.Lock()  # one camera change at a time (add, edit, remove, enable)
         for camera in config.cameras:
-            bus = FrameBus(camera.id)
-            live = LiveFeed(camera.id, camera.title, audio=camera.live_audio)
-            client = ClientConfig(camera.url, username=camera.username, password=camera.password,
-                                  transport=camera.transport, udp_any_port=camera.udp_any_port,
-                                  basic_auth=camera.basic_auth)
-            session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
-            # talk and its return path exist with talkback off too: an admin may switch it on at runtime
-            return_path = ReturnPath(lambda session=session: session.epoch)
-            if return_path is not None:
-                bus.add_filter("echo", return_path.process)
-            session.on_frame = _publisher(bus)
-            sub_client = substream_client(camera)
-            substream = SubStream(camera, sub_client) if sub_client is not None else None
-            talk = TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
-                               keep_open=camera.keep_backchannel_open, on_sent=_far_ends(return_path, substream),
-                               on_lost=_announce_lost(lambda runtime_of=camera.id: self.cameras[runtime_of].feeds()))
-            runtime = CameraRuntime(camera, bus, live, session, talk, return_path, substream=substream)
-            runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo" if return_path else None), None))
-            if config.record and camera.record:
-                runtime.recorder = self._recorder(runtime)
-                runtime.consumers.append((runtime.recorder.subscription, None))
-            self.cameras[camera.id] = runtime
+            self.cameras[camera.id] = self._runtime(camera)
+        for row in self.camera_store.all():
+            if row.id in self.declared:
+                log.warning("camera %s is declared in the configuration file, which wins over the one added "
+                            "through the API", row.id)
+                continue
+            try:
+                stored = CameraConfig.model_validate(row.config)
+            except ValueError as exc:
+                log.warning("camera %s kept in the database is not valid any more, not started: %s", row.id,
+                            redact(str(exc), [str(row.config.get("password") or "")]))
+                continue
+            if row.enabled:
+                self.cameras[stored.id] = self._runtime(stored)
+            else:
+                self.disabled[stored.id] = stored
         settings.restore(self.cameras, self.database, _now())  # what admins changed at runtime, over the YAML
+
+    def _runtime(self, camera: CameraConfig) -> CameraRuntime:
+        """A camera's session, bus, live feed, talk and recorder, not started yet."""
+        bus = FrameBus(camera.id)
+        live = LiveFeed(camera.id, camera.title, audio=camera.live_audio)
+        client = ClientConfig(camera.url, username=camera.username, password=camera.password,
+                              transport=camera.transport, udp_any_port=camera.udp_any_port,
+                              basic_auth=camera.basic_auth)
+        session = CameraSession(client, name=camera.id, audio_offset_ms=camera.audio_offset_ms)
+        # talk and its return path exist with talkback off too: an admin may switch it on at runtime
+        return_path = ReturnPath(lambda session=session: session.epoch)
+        bus.add_filter("echo", return_path.process)
+        session.on_frame = _publisher(bus)
+        sub_client = substream_client(camera)
+        substream = SubStream(camera, sub_client) if sub_client is not None else None
+
+        def feeds() -> list[LiveFeed]:
+            return runtime.feeds()
+
+        talk = TalkSession(camera.id, client, packet_ms=camera.talk_packet_ms,
+                           keep_open=camera.keep_backchannel_open, on_sent=_far_ends(return_path, substream),
+                           on_lost=_announce_lost(feeds))
+        runtime = CameraRuntime(camera, bus, live, session, talk, return_path, substream=substream)
+        runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo"), None))
+        if self.config.record and camera.record:
+            runtime.recorder = self._recorder(runtime)
+            runtime.consumers.append((runtime.recorder.subscription, None))
+        return runtime
+
+    def _start_runtime(self, runtime: CameraRuntime, loop: asyncio.AbstractEventLoop) -> None:
+        """Set a built camera going: its live feed, recorder and session tasks."""
+        live, _ = runtime.consumers[0]
+        runtime.consumers[0] = (live, loop.create_task(runtime.live.run(live), name=f"live-{runtime.config.id}"))
+        if runtime.recorder is not None:
+            runtime.consumers[1] = (runtime.recorder.subscription,
+                                    loop.create_task(runtime.recorder.run(), name=f"record-{runtime.config.id}"))
+            if self.retention is not None:
+                runtime.recorder.on_segment_closed = lambda: loop.call_soon_threadsafe(self._retention_due.set)
+        runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
+
+    async def _stop_runtime(self, runtime: CameraRuntime) -> None:
+        """Stop a camera cleanly: talk, session, consumers (the recorder closes its segment), viewers."""
+        if runtime.talk is not None:
+            await runtime.talk.close()
+        await runtime.session.stop()
+        if runtime.task is not None:
+            runtime.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runtime.task
+        for subscription, task in runtime.consumers:
+            runtime.bus.unsubscribe(subscription)
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 5.0)
+        for viewer in list(runtime.live.viewers):
+            runtime.live.detach(viewer)
+        if runtime.substream is not None:
+            await runtime.substream.close()
+
+    # camera management (the API's): the service keeps running, and so do the other cameras -----------
+
+    def all_cameras(self) -> list[tuple[CameraConfig, bool]]:
+        """Every camera's configuration and whether it runs: the running ones, then the disabled ones."""
+        return [(r.config, True) for r in self.cameras.values()] + [(c, False) for c in self.disabled.values()]
+
+    def camera_config(self, camera: str) -> CameraConfig | None:
+        runtime = self.cameras.get(camera)
+        return runtime.config if runtime is not None else self.disabled.get(camera)
+
+    async def add_camera(self, camera: CameraConfig, enabled: bool = True) -> None:
+        """Add a camera (kept in the database) and start it, unless `enabled` is false. KeyError: the id is taken."""
+        async with self._changing:
+            if self.camera_config(camera.id) is not None:
+                raise KeyError(camera.id)
+            self.camera_store.put(camera.id, camera.model_dump(mode="json"), enabled, time.time())
+            Recordings(self.database).set_camera_settings(camera.id, {}, time.time())  # a former camera's go
+            await self._run(camera, enabled)
+
+    async def replace_camera(self, camera: CameraConfig, enabled: bool) -> None:
+        """A stored camera's new configuration and state: only this camera restarts."""
+        async with self._changing:
+            runtime = self.cameras.pop(camera.id, None)
+            self.disabled.pop(camera.id, None)
+            if runtime is not None:
+                await self._stop_runtime(runtime)
+            self.camera_store.put(camera.id, camera.model_dump(mode="json"), enabled, time.time())
+            # the settings kept apart (`apply_settings`) would override the new configuration at the next start
+            Recordings(self.database).set_camera_settings(camera.id, {}, time.time())
+            await self._run(camera, enabled)
+
+    async def remove_camera(self, camera: str) -> None:
+        """Stop a stored camera and forget it; its recordings stay indexed."""
+        async with self._changing:
+            runtime = self.cameras.pop(camera, None)
+            self.disabled.pop(camera, None)
+            if runtime is not None:
+                await self._stop_runtime(runtime)
+            self.camera_store.remove(camera)
+            Recordings(self.database).set_camera_settings(camera, {}, time.time())
+
+    async def _run(self, camera: CameraConfig, enabled: bool) -> None:
+        if not enabled:
+            self.disabled[camera.id] = camera
+            return
+        install_log_redaction(_secrets(camera))
+        runtime = self._runtime(camera)
+        self.cameras[camera.id] = runtime
+        if not self.started:
+            return
+        loop = asyncio.get_running_loop()
+        if runtime.recorder is not None:
+            if self.retention is None:
+                await self._start_recording(loop)
+            else:
+                runtime.recorder.resume_from = None
+            assert self.retention is not None
+            self.retention.cameras[camera.id] = CameraLimits(camera.retain_days, camera.retain_gb)
+        self._start_runtime(runtime, loop)
 
     def _recorder(self, runtime: CameraRuntime) -> Recorder:
         """The camera's recorder: a `gaps` subscription on its bus (frames as the camera sent them)."""
@@ -415,6 +534,8 @@ class Service:
         changed = settings.apply(runtime, changes, _now())
         _follow_settings(runtime, changed, talker, _now())
         settings.persist(self.database, camera_id, {name: getattr(runtime.config, name) for name in changes})
+        if camera_id not in self.declared:  # an API-added camera: its stored configuration follows
+            self.camera_store.put(camera_id, runtime.config.model_dump(mode="json"), True, time.time())
         return settings.effective(runtime.config)
 
     async def _start_recording(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -426,7 +547,8 @@ class Service:
             if runtime.recorder is not None:
                 runtime.recorder.resume_from = report.last_wall.get(runtime.config.id)
         self.retention = Retention(root, self.recordings,
-                                   {c.id: (c.retain_days, c.retain_gb) for c in self.config.cameras},
+                                   {r.config.id: (r.config.retain_days, r.config.retain_gb)
+                                    for r in self.cameras.values()},
                                    retain_gb=self.config.retain_gb, min_free_gb=self.config.min_free_gb)
         self._retention_due = asyncio.Event()
         for runtime in self.cameras.values():
@@ -449,39 +571,23 @@ class Service:
 
     async def start(self) -> None:
         # no camera password in any log line, whoever writes it (the RTSP layer quotes URLs and answers)
-        install_log_redaction(secret for camera in self.config.cameras for secret in _secrets(camera))
+        install_log_redaction(secret for runtime in self.cameras.values() for secret in _secrets(runtime.config))
+        install_log_redaction(secret for camera in self.disabled.values() for secret in _secrets(camera))
         self.gate.sessions.purge()  # sessions that expired while the service was down
         self.database.remove_audit_before(time.time() - self.config.audit_days * 86400)
         loop = asyncio.get_running_loop()
         if any(runtime.recorder is not None for runtime in self.cameras.values()):
             await self._start_recording(loop)
         for runtime in self.cameras.values():
-            live, _ = runtime.consumers[0]
-            runtime.consumers[0] = (live, loop.create_task(runtime.live.run(live), name=f"live-{runtime.config.id}"))
-            if runtime.recorder is not None:
-                runtime.consumers[1] = (runtime.recorder.subscription,
-                                        loop.create_task(runtime.recorder.run(), name=f"record-{runtime.config.id}"))
-            runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
+            self._start_runtime(runtime, loop)
+        self.started = True
+        diagnostics(self).start()  # one sampler for every camera's diagnostics history (api.diagnostics)
 
     async def stop(self) -> None:
+        await diagnostics(self).stop()
         if self.retention_task is not None:
             self.retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.retention_task
-        for runtime in self.cameras.values():
-            if runtime.talk is not None:
-                await runtime.talk.close()
-            await runtime.session.stop()
-            if runtime.task is not None:
-                runtime.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await runtime.task
-            for subscription, task in runtime.consumers:
-                runtime.bus.unsubscribe(subscription)
-                if task is not None:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await asyncio.wait_for(task, 5.0)
-            for viewer in list(runtime.live.viewers):
-                runtime.live.detach(viewer)
-            if runtime.substream is not None:
-                await runtime.substream.close()
+        for runtime in list(self.cameras.values()):
+            await self._stop_runtime(runtime)

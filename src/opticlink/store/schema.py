@@ -140,8 +140,21 @@ camera_settings = Table(
     Column("updated", Float, nullable=False),
 )
 
+# Cameras added by an admin through the API (a camera the YAML declares is not kept here: the file wins for
+# it). `config` is the CameraConfig as JSON, password included (the database is readable only by the
+# service's user, as the YAML is); `enabled` false keeps the camera's configuration but does not run it.
+cameras = Table(
+    "cameras", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
 V1 = ("schema_version", "users", "talk_permissions", "sessions", "api_tokens", "login_links", "audit")
 V2 = ("segments", "gaps", "garbage", "camera_settings")
+V3 = ("cameras",)
 
 
 def _create_v1(connection: Connection) -> None:
@@ -152,7 +165,11 @@ def _create_v2(connection: Connection) -> None:
     metadata.create_all(connection, tables=[metadata.tables[name] for name in V2])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2]
+def _create_v3(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[metadata.tables[name] for name in V3])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2, _create_v3]
 
 
 def migrate(connection: Connection) -> int:
