@@ -28,6 +28,7 @@
 // stats carry the one of the frame on screen (`wall`, Unix seconds) instead of a latency.
 import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
+import { focusMessage, mutedAudio, unseenVideo } from "./worker-focus.js";
 
 const TARGET_FLOOR_MS = 40;
 // A recording has no one waiting at the other end: its sound is buffered deeper, a loaded machine's
@@ -112,6 +113,8 @@ self.onmessage = (event) => {
     message.port.onmessage = (e) => sendTalkFrame(e.data);
   } else if (message.type === "control") { // playback: play, pause, seek, speed
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message.control));
+  } else if (message.type === "audible" || message.type === "visible") { // the wall: heard, seen
+    focusMessage(message, state, { setupAudio, setCtl, ctl });
   } else if (message.type === "close") {
     state.closed = true;
     if (state.socket) state.socket.close();
@@ -431,6 +434,7 @@ function setupAudio(track) {
 // Audio --------------------------------------------------------------------------------------------
 
 function onAudio(frame, track) {
+  if (mutedAudio(state)) return;
   const audio = state.audio;
   if (!audio) return;
   state.stats.audioFrames++;
@@ -604,6 +608,7 @@ function controlLatency() {
 // Video --------------------------------------------------------------------------------------------
 
 function onVideo(frame) {
+  if (unseenVideo(state)) return;
   state.stats.framesReceived++;
   if (!state.video) return;
   const key = (frame.flags & FLAGS.keyframe) !== 0;

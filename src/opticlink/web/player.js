@@ -3,6 +3,10 @@
 // `playRecording(wall)` switches it to the camera's recording (the same Worker and worklet, fed by
 // the playback WebSocket), `control({action})` plays, pauses, seeks and changes speed, `showLive()`
 // goes back; a `playback` event carries the server's reset/playback/position messages.
+// On a wall: `setAudible(false)` mutes it (its Worker then spends nothing on sound), `setVisible(false)`
+// stops its video decoding, `stream="sub"` asks for the camera's sub-stream (a change of stream keeps
+// the old picture until the new one's first frame is shown), `notalk` hides the talk button, and the
+// title says the state: connecting, live, no picture (with `cameraError`, the server's reason), error.
 //
 // The main thread only builds the element, starts the Worker (network, decoding, presentation on
 // an OffscreenCanvas) and the AudioWorklet (decoding, resampling, playout), and shows stats: a
@@ -43,9 +47,14 @@ const HOLD_MS = 400; // pressed longer than this: push-to-talk (release stops); 
 const STYLE = `
   :host { display: block; position: relative; background: #000; aspect-ratio: 16 / 9; color: #eee;
           font: 12px/1.35 ui-monospace, monospace; overflow: hidden; }
-  canvas { width: 100%; height: 100%; object-fit: contain; display: block; }
+  canvas { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain; display: block; }
   .title { position: absolute; left: 8px; bottom: 6px; font: 600 13px system-ui, sans-serif;
            text-shadow: 0 1px 2px #000; }
+  .state { margin-left: 8px; font-weight: 400; color: #bbb; }
+  .state::before { content: "●"; margin-right: 4px; color: #888; }
+  :host([state=live]) .state::before { color: #4caf50; }
+  :host([state=offline]) .state::before, :host([state=error]) .state::before { color: #f44336; }
+  :host([notalk]) .talk { display: none; }
   .stats { position: absolute; top: 6px; left: 6px; margin: 0; padding: 4px 6px; background: #000a;
            border-radius: 4px; white-space: pre; pointer-events: none; }
   .message { position: absolute; inset: auto 8px 28px 8px; color: #ffcf6e; text-shadow: 0 1px 2px #000; }
@@ -67,13 +76,13 @@ const STYLE = `
 `;
 
 export class OpticlinkPlayer extends HTMLElement {
-  static observedAttributes = ["camera"];
+  static observedAttributes = ["camera", "stream"];
 
   constructor() {
     super();
     this.attachShadow({ mode: "open" }).innerHTML =
       `<style>${STYLE}</style><canvas></canvas><pre class="stats"></pre><div class="message"></div>` +
-      `<div class="title"></div><div class="talk-message"></div>` +
+      `<div class="title"><span class="name"></span><span class="state"></span></div><div class="talk-message"></div>` +
       `<div class="talk"><span class="talker"></span><div class="meter"><i></i></div>` +
       `<button class="talk-button" title="Hold to talk; click to talk until you click again">Talk</button></div>`;
     this._stats = null;
@@ -88,8 +97,13 @@ export class OpticlinkPlayer extends HTMLElement {
       if ((event.key === " " || event.key === "Enter") && !event.repeat) { event.preventDefault(); this.pressTalk(); }
     });
     button.addEventListener("keyup", (event) => { if (event.key === " " || event.key === "Enter") this.releaseTalk(); });
-    this.worker = null;
-    this.node = null;
+    this.pipe = null; // { worker, node, canvas, timer }: what plays now
+    this.pending = null; // ... and what takes over once it shows a picture (a change of stream)
+    this.token = 0; // bumped by stop(): a start still waiting for the AudioContext is dropped
+    this.audible = true;
+    this.visible = true;
+    this.cameraError = null; // why the server says the camera is not playing, from the page
+    this.progress = { at: 0, count: -1 }; // when frames last came, for the state
     this.samples = { avOffsets: [], latencies: [] };
     this.recording = null; // { start, speed, paused } while playing a recording
     this.playback = null; // { state, speed, wall }: the latest the server said
@@ -118,6 +132,25 @@ export class OpticlinkPlayer extends HTMLElement {
     this.worker?.postMessage({ type: "control", control: command });
   }
 
+  /** The Worker that plays now (talk, playback control go to it). */
+  get worker() { return this.pipe?.worker ?? null; }
+
+  /** Heard or muted: a muted player neither decodes nor plays sound, and its video follows the wall clock. */
+  setAudible(audible) {
+    if (this.audible === audible) return;
+    this.audible = audible;
+    this.pipe?.worker.postMessage({ type: "audible", audible });
+    this.pending?.worker.postMessage({ type: "audible", audible });
+  }
+
+  /** Seen or not: a player not seen receives video but does not decode it (it resumes at a keyframe). */
+  setVisible(visible) {
+    if (this.visible === visible) return;
+    this.visible = visible;
+    this.pipe?.worker.postMessage({ type: "visible", visible });
+    this.pending?.worker.postMessage({ type: "visible", visible });
+  }
+
   /** The latest statistics from the Worker (frames, underruns, buffer, A/V offset, latency). */
   get stats() { return this._stats; }
 
@@ -133,29 +166,55 @@ export class OpticlinkPlayer extends HTMLElement {
   disconnectedCallback() { this.stop(); }
 
   attributeChangedCallback(name, before, after) {
-    if (this.isConnected && before !== null && before !== after) { this.stop(); this.start(); }
+    if (!this.isConnected || before === after) return;
+    if (name === "stream") { if (this.pipe && !this.recording) this.switchStream(); return; }
+    if (before !== null) { this.stop(); this.start(); }
   }
 
   async start() {
     const camera = this.getAttribute("camera");
     if (!camera) return;
-    this.shadowRoot.querySelector(".title").textContent = this.getAttribute("label") || camera;
+    this.shadowRoot.querySelector(".title .name").textContent = this.getAttribute("label") || camera;
+    const token = this.token;
+    const pipe = await this.open(camera);
+    if (token !== this.token || this.pipe) return this.close(pipe); // stopped (or started again) meanwhile
+    this.pipe = pipe;
+    this.shadowRoot.querySelector("canvas").replaceWith(pipe.canvas);
+  }
+
+  /** Another stream of the same camera: the new one plays under the old picture until it shows its own. */
+  async switchStream() {
+    const token = this.token;
+    this.drop(this.pending);
+    this.pending = null;
+    this.stopTalk(); // talk belongs to the old connection
+    this.pipe?.worker.postMessage({ type: "audible", audible: false }); // one sound at a time
+    const pipe = await this.open(this.getAttribute("camera"));
+    if (token !== this.token || !this.pipe) return this.close(pipe);
+    this.drop(this.pending); // a later switch got there first
+    this.pending = pipe;
+    this.pipe.canvas.before(pipe.canvas); // under the old one, which stays on top until the swap
+  }
+
+  /** The Worker, worklet and canvas of one connection. */
+  async open(camera) {
     const context = await audioContext();
+    const pipe = { worker: null, node: null, canvas: document.createElement("canvas"), timer: null };
     const ring = new SampleRing(RING_CAPACITY);
     const shared = ring.shared;
-    this.node = new AudioWorkletNode(context, "opticlink-audio", {
+    pipe.node = new AudioWorkletNode(context, "opticlink-audio", {
       numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [2],
       processorOptions: shared ? { data: ring.dataBuffer, control: ring.controlBuffer } : {},
     });
-    this.node.connect(context.destination);
-    this.worker = new Worker(new URL("./live-worker.js", import.meta.url), { type: "module" });
-    const element = this.shadowRoot.querySelector("canvas");
-    const fresh = document.createElement("canvas"); // a canvas is handed to one Worker only, once
-    element.replaceWith(fresh);
-    const canvas = fresh.transferControlToOffscreen();
+    pipe.node.connect(context.destination);
+    pipe.worker = new Worker(new URL("./live-worker.js", import.meta.url), { type: "module" });
+    const canvas = pipe.canvas.transferControlToOffscreen(); // a canvas is handed to one Worker only, once
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const viewer = this.getAttribute("viewer") || new URLSearchParams(location.search).get("name");
-    const query = viewer ? `?name=${encodeURIComponent(viewer)}` : "";
+    const params = new URLSearchParams();
+    if (viewer) params.set("name", viewer);
+    if (this.getAttribute("stream") === "sub") params.set("stream", "sub");
+    const query = params.size ? `?${params}` : "";
     let url = `${scheme}://${location.host}/api/cameras/${encodeURIComponent(camera)}/live${query}`;
     const recording = this.recording;
     if (recording) {
@@ -169,16 +228,22 @@ export class OpticlinkPlayer extends HTMLElement {
       init.ring = { data: ring.dataBuffer, control: ring.controlBuffer };
     } else {
       const channel = new MessageChannel();
-      this.node.port.postMessage({ type: "port", port: channel.port2 }, [channel.port2]);
+      pipe.node.port.postMessage({ type: "port", port: channel.port2 }, [channel.port2]);
       init.port = channel.port1;
       transfer.push(channel.port1);
     }
-    this.worker.postMessage(init, transfer);
-    this.worker.onmessage = (event) => {
+    pipe.worker.postMessage(init, transfer);
+    pipe.worker.postMessage({ type: "audible", audible: this.audible });
+    pipe.worker.postMessage({ type: "visible", visible: this.visible });
+    pipe.worker.onmessage = (event) => {
+      if (pipe === this.pending && event.data.type === "stats" && event.data.stats.framesShown > 0) this.swap();
+      if (pipe !== this.pipe) return; // a stream still starting: not heard from until it takes over
       if (event.data.type === "talk") return this.onTalk(event.data);
       if (event.data.type === "playback") return this.onPlayback(event.data.message);
       if (event.data.type === "refused") { // 4401: the login ended; the page decides where to go
         this.shadowRoot.querySelector(".message").textContent = event.data.reason;
+        this.setAttribute("state", "error");
+        this.shadowRoot.querySelector(".state").textContent = "refused";
         return this.dispatchEvent(new CustomEvent("refused", { detail: event.data, bubbles: true, composed: true }));
       }
       if (event.data.type !== "stats") return;
@@ -187,17 +252,40 @@ export class OpticlinkPlayer extends HTMLElement {
       if (this.samples.avOffsets.length > 100000) this.takeSamples();
       this.show(event.data.stats);
     };
-    this.latencyTimer = setInterval(() => this.worker?.postMessage({ type: "latency", outputLatency: latencyOf(context) }),
-                                    1000);
+    pipe.timer = setInterval(() => pipe.worker.postMessage({ type: "latency", outputLatency: latencyOf(context) }), 1000);
+    return pipe;
+  }
+
+  /** The new stream shows its picture: it takes over, the old one closes. */
+  swap() {
+    const old = this.pipe;
+    this.pipe = this.pending;
+    this.pending = null;
+    this.pipe.worker.postMessage({ type: "audible", audible: this.audible });
+    this.close(old);
+    old?.canvas.remove();
+  }
+
+  close(pipe) {
+    if (!pipe) return;
+    clearInterval(pipe.timer);
+    pipe.worker.postMessage({ type: "close" });
+    pipe.worker.terminate();
+    pipe.node.disconnect();
+  }
+
+  /** Close a pipe that never showed its picture, and its canvas. */
+  drop(pipe) {
+    this.close(pipe);
+    pipe?.canvas.remove();
   }
 
   stop() {
+    this.token++;
     this.stopTalk(false);
-    clearInterval(this.latencyTimer);
-    this.worker?.postMessage({ type: "close" });
-    this.worker?.terminate();
-    this.node?.disconnect();
-    this.worker = this.node = null;
+    this.close(this.pipe); // its canvas keeps the last picture until the next start replaces it
+    this.drop(this.pending);
+    this.pipe = this.pending = null;
   }
 
   /** What the playback server says: the state, the speed and the wall time of what plays. */
@@ -358,6 +446,22 @@ export class OpticlinkPlayer extends HTMLElement {
     this.shadowRoot.querySelector(".stats").textContent = lines.join("\n");
     this.shadowRoot.querySelector(".message").textContent = stats.message || (this.recording && this.playbackNote) ||
       (stats.connected ? "" : "connecting…");
+    this.showState(stats);
+  }
+
+  /** The title's state: connecting, live (frames came in the last 3 s), no picture (with the server's
+   *  reason when the page knows it), or an error the player met. */
+  showState(stats) {
+    const count = stats.framesReceived + stats.audioFrames;
+    const now = performance.now();
+    if (count !== this.progress.count) this.progress = { at: now, count };
+    let state = "connecting", text = "connecting";
+    if (stats.message) [state, text] = ["error", "error"]; // the message says what
+    else if (stats.connected && now - this.progress.at < 3000) [state, text] = ["live", this.recording ? "recording" : "live"];
+    else if (stats.connected) [state, text] = ["offline", this.cameraError ? `offline: ${this.cameraError}` : "no picture"];
+    if (this.getAttribute("state") !== state) this.setAttribute("state", state);
+    const element = this.shadowRoot.querySelector(".state");
+    if (element.textContent !== text) element.textContent = text;
   }
 }
 
