@@ -17,8 +17,10 @@ PLOTTED = """() => {
 async def test_the_diagnostics_page_plots_a_cameras_history_and_says_what_is_wrong():
     async with process("demo", "--port", "0", "--sim-port", "0") as (_, printed), browser_page() as (page, errors):
         base = address(printed[0])
-        await page.goto(base)  # the one-time link signs the page in
-        await page.goto(base.split("/login")[0].rstrip("/") + "/static/diagnostics.html?camera=cam2")
+        await page.goto(base)  # the one-time link signs the page in, and opens the wall
+        link = page.locator(".ol-tile[data-camera='cam2'] a.ol-diagnostics")  # each tile links its diagnostics
+        await link.wait_for(state="attached")
+        await page.goto(base.split("/login")[0].rstrip("/") + await link.get_attribute("href"))
         await page.wait_for_function(PLOTTED, timeout=30000)
         verdict = ""
         deadline = time.monotonic() + 40  # skew is known once Sender Reports have come for a while

@@ -128,6 +128,9 @@ const STYLE = `
   .ol-speaker { position: absolute; top: 4px; right: 6px; z-index: 1; border: 0; border-radius: 12px;
                 padding: 2px 8px 0; background: #0008; color: #aaa; cursor: pointer; line-height: 1; }
   .ol-speaker[aria-pressed=true] { background: #2e7d32cc; color: #fff; }
+  .ol-diagnostics { position: absolute; top: 6px; right: 48px; z-index: 1; font-size: 12px; color: #9cf;
+                    background: #0008; padding: 1px 6px; border-radius: 8px; text-decoration: none; }
+  .ol-tile:not(:hover):not(.selected) .ol-diagnostics { opacity: 0; }
   .ol-layouts { display: flex; gap: 4px; align-items: baseline; }
   .ol-layouts button { font: inherit; color: #ddd; background: #222; border: 1px solid #555; border-radius: 4px;
                        padding: 1px 8px; cursor: pointer; }
@@ -196,6 +199,12 @@ export class Wall {
       tile.speaker = speaker;
       tile.append(speaker);
     }
+    const diagnostics = Object.assign(doc.createElement("a"), {
+      className: "ol-diagnostics", textContent: "Diagnostics", target: "_blank",
+      href: `/static/diagnostics.html?camera=${encodeURIComponent(camera.id)}`,
+      title: "What this camera's clocks and network do, and what the engine corrects",
+    });
+    tile.append(diagnostics);
     // a click picks the camera to hear (and selects it); a double click focuses it
     tile.addEventListener("click", (event) => {
       if (!event.composedPath().some((e) => e === player || e === tile.speaker)) return;
