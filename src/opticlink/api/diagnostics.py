@@ -231,10 +231,13 @@ _monitors: weakref.WeakKeyDictionary[Service, Monitor] = weakref.WeakKeyDictiona
 
 
 def monitor(service: Service) -> Monitor:
-    """The service's one `Monitor` (made at first use)."""
+    """The service's one `Monitor` (made at first use; it samples while the service runs)."""
     found = _monitors.get(service)
     if found is None:
         found = _monitors[service] = Monitor(service)
+        service.companions.append(found)
+        if service.started:
+            found.start()
     return found
 
 

@@ -9,13 +9,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from opticlink.api import settings
 from opticlink.api.config import CameraConfig, ServiceConfig
-from opticlink.api.diagnostics import monitor as diagnostics
 from opticlink.auth.gate import Gate
 from opticlink.auth.policy import RequestPolicy
 from opticlink.auth.redact import install_log_redaction, redact
@@ -76,6 +76,14 @@ def substream_client(camera: CameraConfig) -> ClientConfig | None:
         username, password = unquote(main.username), unquote(main.password or "")
     return ClientConfig(url, username=username, password=password, transport=camera.transport,
                         udp_any_port=camera.udp_any_port, basic_auth=camera.basic_auth)
+
+
+class Companion(Protocol):
+    """A task of the service's that lives as long as it runs (the diagnostics sampler)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class SubStream:
@@ -367,6 +375,7 @@ class Service:
         self.disabled: dict[str, CameraConfig] = {}  # API-added cameras switched off: kept, not run
         self.camera_store = CameraStore(self.database)
         self.started = False
+        self.companions: list[Companion] = []  # started and stopped with the service (api.diagnostics's sampler)
         self._changing = asyncio.Lock()  # one camera change at a time (add, edit, remove, enable)
         for camera in config.cameras:
             self.cameras[camera.id] = self._runtime(camera)
@@ -581,10 +590,12 @@ class Service:
         for runtime in self.cameras.values():
             self._start_runtime(runtime, loop)
         self.started = True
-        diagnostics(self).start()  # one sampler for every camera's diagnostics history (api.diagnostics)
+        for companion in self.companions:
+            companion.start()
 
     async def stop(self) -> None:
-        await diagnostics(self).stop()
+        for companion in self.companions:
+            await companion.stop()
         if self.retention_task is not None:
             self.retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
