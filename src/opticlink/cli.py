@@ -282,7 +282,7 @@ async def _onvif(args: argparse.Namespace) -> int:
 
     try:
         camera = await import_camera(args.host, args.port, args.username, args.password, timeout=args.timeout)
-        text = camera.to_yaml(args.id)
+        config = camera.camera_config(args.id)
     except OnvifImportError as exc:
         print(f"opticlink onvif import: {exc}", file=sys.stderr)
         return 1
@@ -292,7 +292,12 @@ async def _onvif(args: argparse.Namespace) -> int:
     print(f"# {camera.name} ({camera.manufacturer} {camera.model}, firmware {camera.firmware}); profiles: {streams}; "
           f"microphone: {'yes' if camera.audio else 'no'}; speaker: "
           f"{camera.backchannel_codec or 'yes' if camera.talkback else 'no'}")
-    print(text, end="")
+    import yaml
+
+    from opticlink.api.config import CameraConfig
+
+    CameraConfig.model_validate(config)  # what the service will take
+    print(yaml.safe_dump([config], sort_keys=False, allow_unicode=True), end="")
     return 0
 
 

@@ -86,16 +86,6 @@ class OnvifCamera:
         config["live_audio"] = self.audio
         return config
 
-    def to_yaml(self, camera_id: str | None = None) -> str:
-        """The camera's entry for the `cameras:` list of the service's YAML, validated as `CameraConfig`."""
-        import yaml
-
-        from opticlink.api.config import CameraConfig
-
-        config = self.camera_config(camera_id)
-        CameraConfig.model_validate(config)
-        return yaml.safe_dump([config], sort_keys=False, allow_unicode=True)
-
 
 def _camera_id(camera: OnvifCamera) -> str:
     raw = f"{camera.host}-{camera.port}".replace(".", "-").replace(":", "-")
