@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from opticlink.api import diagnostics, settings
+from opticlink.api import audio_test, diagnostics, settings
 from opticlink.api.cameras import add_routes as add_camera_routes
 from opticlink.api.cameras import describe
 from opticlink.api.config import CameraConfig
@@ -373,6 +373,7 @@ def create_app(service: Service) -> FastAPI:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
     app.include_router(diagnostics.router(service, _principal))
+    app.include_router(audio_test.router(service, _principal))
 
     @app.websocket("/api/cameras/{camera}/live")
     async def live(websocket: WebSocket, camera: str) -> None:

@@ -107,6 +107,9 @@ def persist(database: Database, camera: str, changes: Mapping[str, object]) -> N
     store.set_camera_settings(camera, {**kept, **changes}, time.time())
 
 
+RESULTS = ("audio_test",)  # kept with the settings, not settings: the last audio loop test (talk.loop_test)
+
+
 def restore(cameras: Mapping[str, CameraRuntime], database: Database, now: float) -> None:
     """At start: the settings kept in the database, over the YAML's. Settings of a camera no longer
     configured stay kept; a value no longer valid is skipped with a warning."""
@@ -115,6 +118,8 @@ def restore(cameras: Mapping[str, CameraRuntime], database: Database, now: float
         if runtime is None:
             continue
         for name, value in kept.items():
+            if name in RESULTS:
+                continue
             try:
                 apply(runtime, {name: value}, now)
             except ValueError as exc:
