@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from opticlink.api import audio_test, diagnostics, settings
+from opticlink.api import audio_test, diagnostics, onvif, settings
 from opticlink.api.cameras import add_routes as add_camera_routes
 from opticlink.api.cameras import describe
 from opticlink.api.config import CameraConfig
@@ -374,6 +374,7 @@ def create_app(service: Service) -> FastAPI:
 
     app.include_router(diagnostics.router(service, _principal))
     app.include_router(audio_test.router(service, _principal))
+    app.include_router(onvif.router(service, _principal))  # ONVIF discovery and import, admins only
 
     @app.websocket("/api/cameras/{camera}/live")
     async def live(websocket: WebSocket, camera: str) -> None:
