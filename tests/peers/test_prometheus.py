@@ -23,8 +23,13 @@ from tests.conftest import small_camera
 README = Path(__file__).parents[2] / "README.md"
 DEADLINE_S = 60.0  # Prometheus starts, scrapes each second, and the skew settles: seconds, on a loaded machine
 
-needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
-                                      reason="Debian's prometheus is not installed (make env installs it)")
+
+
+def _installed(tool: str) -> str:
+    """The tool's path; a missing peer fails the test (never a silent skip): `make env` installs it."""
+    path = shutil.which(tool)
+    assert path is not None, f"Debian's prometheus package ({tool}) is missing: run `make env`"
+    return path
 
 
 def _free_port() -> int:
@@ -58,7 +63,6 @@ async def _query(client: httpx.AsyncClient, expression: str) -> list[dict]:
     return response.json()["data"]["result"]
 
 
-@needs_prometheus
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", [[small_camera("cam1", faults=Faults(audio_skew_ppm=300, seed=3))]],
                          indirect=True)
@@ -70,7 +74,7 @@ async def test_prometheus_scrapes_a_cameras_clock_skew(simulator, tmp_path):
         scrape = _config(tmp_path, base.removeprefix("http://"), credentials(service).token)
         log = (tmp_path / "prometheus.log").open("wb")  # a file, not a pipe nobody reads while it runs
         prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={scrape}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            [_installed("prometheus"), f"--config.file={scrape}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], stdout=log, stderr=log)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as client:
@@ -105,13 +109,13 @@ async def test_prometheus_scrapes_a_cameras_clock_skew(simulator, tmp_path):
             log.close()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool comes with Debian's prometheus")
 def test_the_readmes_alert_rules_are_valid(tmp_path):
+    promtool = _installed("promtool")
     text = README.read_text()
     block = re.search(r"```yaml\n(groups:\n.*?)```", text, re.S)
     assert block is not None, "the README's Metrics section has a `groups:` YAML block of alert rules"
     rules = tmp_path / "rules.yml"
     rules.write_text(block.group(1))
-    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=30)
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert all(name in block.group(1) for name in ("CameraOffline", "ClockSkew", "RecordingGap"))
