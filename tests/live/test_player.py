@@ -132,15 +132,19 @@ async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
             browser_page() as (page, errors):
         await sign_in(page, base, creds)
         await page.goto(f"{base}/static/bench/live.html?camera=cam1")
-        await asyncio.sleep(12)
-        stats = await page.evaluate("document.getElementById('player').stats")
+        await asyncio.sleep(10)
+        over: list[float] = []  # the buffer over its target, read through 2 s: the level, not one instant's burst
+        for _ in range(10):
+            await asyncio.sleep(0.2)
+            stats = await page.evaluate("document.getElementById('player').stats")
+            over.append(stats["bufferMs"] - stats["targetBufferMs"])
     assert errors == []
     assert stats["audioTransport"] == "shared ring"
     # one underrun is allowed to a machine shared with other work; a player that stutters has many
     assert stats["audioFrames"] > 400 and stats["underruns"] <= 1, {
         k: stats[k] for k in ("underruns", "underrunTimes", "bufferMs", "targetBufferMs", "jitterMs")}
     assert stats["targetBufferMs"] >= 40
-    assert stats["bufferMs"] <= stats["targetBufferMs"] + 60  # held near its target by rate trims
+    assert sorted(over)[len(over) // 2] <= 60, over  # held near its target by rate trims
     assert abs(stats["trimPercent"]) <= 0.5
 
 
