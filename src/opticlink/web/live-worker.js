@@ -7,16 +7,7 @@
 // animation frame it is drawn in); a frame more than one frame period late is dropped; when video
 // falls more than 200 ms behind, the decode backlog is flushed and decoding resumes at the next
 // keyframe.
-// The audio buffer's target follows the measured jitter: one packet's duration (a 128 ms packet
-// leaves 128 ms between arrivals) plus the latest any audio frame arrived, compared with the
-// earliest, over about ten seconds, plus 10 ms, and 40 ms at least. Each underrun adds 20 ms of
-// safety that fades over a minute. The buffer is held at its target by rate trims of at most
-// 0.5 %, with a hard re-sync (a crossfaded skip) only when 150 ms over it. The first second of
-// a view is different: the page is loading and the current group of pictures arrives in a burst,
-// so sound that played at once would run dry. Audio starts after that second, with only the
-// target buffered (older samples are dropped before they are heard), and the lateness of that
-// second counts until the next second has measured the steady lateness; then a buffer still far
-// over its target skips down once rather than taking tens of seconds of 0.5 % trims to get there.
+// The sound's buffer (its target, the warm-up, rate trims and skips) is latency.js's.
 //
 // Playback of a recording (init with `playback: true`, the URL of /api/cameras/ID/playback) is the
 // same stream: the server paces recorded frames in real time on a session clock, so all of the above
@@ -29,32 +20,11 @@
 import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 import { focusMessage, mutedAudio, unseenVideo } from "./worker-focus.js";
+import { AudioLatency, LATENCY } from "./latency.js";
 
-const TARGET_FLOOR_MS = 40;
-// A recording has no one waiting at the other end: its sound is buffered deeper, a loaded machine's
-// hiccups are not heard, and the picture (on the audio clock) follows as it does live.
-const PLAYBACK_TARGET_FLOOR_MS = 250;
-const MAX_TRIM = 0.005;
 const WATCHDOG_MS = 200;
-const HARD_RESYNC_MS = 150;
 const NO_AUDIO_MARGIN_MS = 40;
-const LATENESS_WINDOW = 512; // audio frames (about 10 s of 20 ms packets)
-// A decoder holds frames back by the stream's reorder depth (B-frames) before it outputs them, so
-// video can come out later than its sound arrives: the target covers the latest decoded frame of
-// the last VIDEO_LATE_WINDOW, plus a display interval to draw it in.
-const VIDEO_LATE_WINDOW = 64; // decoded frames (2.5 s at 25 fps)
-const VIDEO_LATE_MARGIN_MS = 25;
-const videoLate = new Float64Array(VIDEO_LATE_WINDOW);
-let videoLateCount = 0;
-const WARMUP_US = 1_000_000; // from the first audio frame, before the sound starts
-const PLAYBACK_WARMUP_US = 300_000; // ... of a recording: no page loading, no burst; its floor covers the rest
 const NOT_YET = 1 << 30; // a start level the ring never reaches
-const UNDERRUN_SAFETY_MS = 20; // added to the target by each underrun
-const SAFETY_FADE_MS_PER_S = 20 / 60; // and fading over a minute
-const LATENESS_KNOWN = 50; // frames of lateness measured before the target follows them
-const STARTUP_EXCESS_MS = 20; // over the target when the steady lateness is known: skip down once
-const TRIM_SPAN_MS = 20; // the full trim is applied this far from the target
-const LEVEL_SMOOTHING = 0.2; // the buffer level the trims follow: a running mean over about half a second
 
 const state = {
   url: null, socket: null, canvas: null, ctx2d: null, ring: null, port: null, portControl: null,
@@ -71,7 +41,7 @@ const state = {
 function newStats() {
   return {
     framesReceived: 0, framesDecoded: 0, framesShown: 0, framesDropped: 0, lateDropped: 0, flushes: 0,
-    audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: TARGET_FLOOR_MS, trimPercent: 0, jitterMs: 0,
+    audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: LATENCY.floorMs, trimPercent: 0, jitterMs: 0,
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
     videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [],
@@ -274,7 +244,7 @@ function onPlayback(message) {
     state.waitingKey = true;
     state.noAudioLag = null;
     state.wallOf.clear();
-    videoLateCount = 0;
+    state.audio?.latency.resetVideo();
     playback.posterPts = message.pts;
     quietAudio();
   } else if (message.type === "playback" && message.state !== "playing") {
@@ -381,9 +351,7 @@ async function setupVideo(track) {
       state.stats.framesDecoded++;
       if (state.playback?.posterPts != null && posterFrame(frame)) return;
       const audio = state.audio;
-      if (audio && audio.earliest !== null) { // after the earliest sound: when the frame can be shown at all
-        videoLate[videoLateCount++ % VIDEO_LATE_WINDOW] = (performance.now() * 1000 - frame.timestamp - audio.earliest) / 1000;
-      }
+      if (audio) audio.latency.decoded(performance.now() * 1000, frame.timestamp);
       state.frames.push(frame);
     },
     error: (error) => {
@@ -400,11 +368,8 @@ async function setupVideo(track) {
 function setupAudio(track) {
   state.stats.audioCodec = track.codec;
   const audio = { codec: track.codec, rate: track.sampleRate, channels: track.channels || 1, nextPts: null,
-                  anchors: [], written: ctl(CONTROL.WRITE), earliest: null, earliestAt: 0, packetMs: 20,
-                  safety: 0, underrunsSeen: ctl(CONTROL.UNDERRUNS), fit: newClockFit(),
-                  lateness: new Float64Array(LATENESS_WINDOW), latenessCount: 0, decoder: null, silence: 0,
-                  warmup: true, warmupWorst: 0, firstAt: null, settled: false, level: null,
-                  pushed: 0 };
+                  anchors: [], written: ctl(CONTROL.WRITE), fit: newClockFit(), decoder: null, silence: 0,
+                  latency: new AudioLatency({ playback: Boolean(state.playback) }), pushed: 0 };
   let format = FORMATS.float;
   if (track.codec === "pcmu") { format = FORMATS.pcmu; audio.silence = 0xff; }
   else if (track.codec === "pcma") { format = FORMATS.pcma; audio.silence = 0xd5; }
@@ -438,21 +403,7 @@ function onAudio(frame, track) {
   const audio = state.audio;
   if (!audio) return;
   state.stats.audioFrames++;
-  const now = performance.now() * 1000;
-  // lateness: how much later than the earliest arrival (for its time) this frame came; the
-  // earliest is remembered with a slow upward drift (1 ms per second) to follow a changing path
-  const delay = now - frame.pts;
-  if (audio.earliest === null) audio.earliest = delay;
-  else audio.earliest = Math.min(delay, audio.earliest + (now - audio.earliestAt) / 1000);
-  audio.earliestAt = now;
-  const lateness = (delay - audio.earliest) / 1000;
-  if (!audio.warmup) {
-    audio.lateness[audio.latenessCount++ % LATENESS_WINDOW] = lateness;
-  } else {
-    audio.warmupWorst = Math.max(audio.warmupWorst, lateness);
-    if (audio.firstAt === null) audio.firstAt = now;
-    if (now - audio.firstAt >= (state.playback ? PLAYBACK_WARMUP_US : WARMUP_US)) audio.warmup = false; // from now on, the steady lateness
-  }
+  audio.latency.arrival(performance.now() * 1000, frame.pts);
   if (frame.wall > 0 && !state.playback) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   if (audio.decoder) {
     audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));
@@ -486,11 +437,8 @@ function pushAudio(samples, pts) {
       }
     }
   }
-  if (audio.pushed++ === 0) {  // the first packet tells its duration: start with room for it
-    audio.packetMs = (samples.length / rate) * 1000;
-    setCtl(CONTROL.START_AT, startLevel(audio, Math.round((targetOf(audio) / 1000) * rate)));
-  }
-  audio.packetMs = (samples.length / rate) * 1000;
+  audio.latency.packet((samples.length / rate) * 1000);
+  if (audio.pushed++ === 0) setStartLevel(audio); // the first packet tells its duration: start with room for it
   audio.anchors.push([audio.written, pts]);
   if (audio.anchors.length > 512) audio.anchors.splice(0, 256);
   audio.written += writeSamples(samples);
@@ -545,29 +493,9 @@ function audioClock() {
   return pts + (((((playhead - index) | 0) + (smoothed - playhead)) / audio.rate) * 1e6) - state.outputLatency * 1e6;
 }
 
-function worstLateness(audio) {
-  const n = Math.min(audio.latenessCount, LATENESS_WINDOW);
-  let worst = 0;
-  for (let i = 0; i < n; i++) if (audio.lateness[i] > worst) worst = audio.lateness[i];
-  return worst;
-}
-
-/** The lateness the target allows for: until the steady lateness is known, the start's counts too. */
-function allowedLateness(audio) {
-  const steady = worstLateness(audio);
-  return audio.warmup || audio.latenessCount < LATENESS_KNOWN ? Math.max(steady, audio.warmupWorst) : steady;
-}
-
-function targetOf(audio) {
-  let video = 0;
-  for (let i = 0; i < Math.min(videoLateCount, VIDEO_LATE_WINDOW); i++) if (videoLate[i] > video) video = videoLate[i];
-  const needed = Math.max(audio.packetMs + allowedLateness(audio) + 10, video + VIDEO_LATE_MARGIN_MS);
-  return Math.max(state.playback ? PLAYBACK_TARGET_FLOOR_MS : TARGET_FLOOR_MS, needed) + audio.safety;
-}
-
-/** Buffer to fill before playing: the target, once the page's start is over. */
-function startLevel(audio, target) {
-  return audio.warmup ? NOT_YET : target;
+function setStartLevel(audio) {
+  const level = audio.latency.startLevel();
+  setCtl(CONTROL.START_AT, level === null ? NOT_YET : Math.round((level / 1000) * audio.rate));
 }
 
 function controlLatency() {
@@ -575,34 +503,18 @@ function controlLatency() {
   if (!audio) return;
   const bufferMs = (buffered() / audio.rate) * 1000;
   const underruns = ctl(CONTROL.UNDERRUNS);
-  if (underruns > audio.underrunsSeen) audio.safety += UNDERRUN_SAFETY_MS * (underruns - audio.underrunsSeen);
-  audio.underrunsSeen = underruns;
-  audio.safety = Math.max(0, audio.safety - SAFETY_FADE_MS_PER_S * 0.1);
-  const jitterMs = worstLateness(audio);
-  const target = targetOf(audio);
-  if (ctl(CONTROL.STATE) !== 1 && bufferMs > target) {
-    // not heard yet: drop it, so that sound starts (or resumes) with only the target buffered
-    setCtl(CONTROL.SKIP, Math.round(((bufferMs - target) / 1000) * audio.rate));
+  const latency = audio.latency;
+  const playing = ctl(CONTROL.STATE) === 1;
+  const { skipMs, trim } = latency.control(performance.now() * 1000, { bufferMs, playing, underruns });
+  if (skipMs > 0) {
+    setCtl(CONTROL.SKIP, Math.round((skipMs / 1000) * audio.rate));
+    if (playing) state.stats.skips++; // heard: crossfaded by the worklet
   }
-  setCtl(CONTROL.START_AT, startLevel(audio, Math.round((target / 1000) * audio.rate)));
-  audio.level = audio.level === null ? bufferMs : audio.level + LEVEL_SMOOTHING * (bufferMs - audio.level);
-  let trim = 0;
-  if (ctl(CONTROL.STATE) === 1) {
-    const settling = !audio.settled && !audio.warmup && audio.latenessCount >= LATENESS_KNOWN;
-    if (settling) audio.settled = true;
-    const excess = Math.min(audio.level, bufferMs) - target; // never skip what is not there now
-    if (excess > HARD_RESYNC_MS || (settling && excess > STARTUP_EXCESS_MS)) {
-      setCtl(CONTROL.SKIP, Math.round((excess / 1000) * audio.rate));
-      audio.level = target;
-      state.stats.skips++;
-    } else {
-      trim = Math.max(-MAX_TRIM, Math.min(MAX_TRIM, (MAX_TRIM * (audio.level - target)) / TRIM_SPAN_MS));
-    }
-  }
+  setStartLevel(audio);
   setCtl(CONTROL.TRIM_PPM, Math.round(trim * 1e6));
-  Object.assign(state.stats, { bufferMs: +bufferMs.toFixed(1), targetBufferMs: +target.toFixed(1),
-                               jitterMs: +jitterMs.toFixed(2), trimPercent: +(trim * 100).toFixed(3),
-                               underruns: ctl(CONTROL.UNDERRUNS) });
+  Object.assign(state.stats, { bufferMs: +bufferMs.toFixed(1), targetBufferMs: +latency.target().toFixed(1),
+                               jitterMs: +latency.jitterMs().toFixed(2), trimPercent: +(trim * 100).toFixed(3),
+                               underruns });
 }
 
 // Video --------------------------------------------------------------------------------------------

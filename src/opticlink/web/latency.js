@@ -1,0 +1,174 @@
+// The live sound's buffer: how deep it must be (its target) and how it is held there.
+//
+// Sans-IO, like the server's protocol cores: fed arrival times, decode times and buffer levels, it
+// returns what to do, and never reads a clock, so a page's minutes replay in a unit test
+// (tests/js/latency.test.mjs). live-worker.js owns the clock and the ring.
+//
+// The target follows the measured lateness: one packet's duration (a 128 ms packet leaves 128 ms
+// between arrivals) plus the latest any audio frame arrived, compared with the earliest, over about
+// ten seconds, plus 10 ms, and 40 ms at least (250 ms for a recording, which no one waits for at the
+// other end). A decoder holds frames back by the stream's reorder depth (B-frames), so the target
+// also covers the latest decoded video frame of the last 64, plus a display interval to draw it in.
+// Each underrun adds 20 ms of safety that fades over a minute.
+//
+// The first second of a view is different: the page is loading and the current group of pictures
+// arrives in a burst, so sound that played at once would run dry. Sound starts after that second
+// (the warm-up), with only the target buffered (older samples are dropped before they are heard);
+// the latest audio arrival of the warm-up, and how late the decoder still ran at its end (the
+// burst's first pictures are only the way to the live one), count until the steady lateness is
+// measured. For the
+// next few seconds (the settling) a buffer over its target by more than 10 ms skips down to it: the
+// burst's last decoded pictures leave the window then, and the target falls with them.
+//
+// Then the buffer is held at its target by rate trims of at most 0.5 % (inaudible: under 9 cents),
+// following its level smoothed over about half a second. A buffer that stays more than 60 ms over
+// its target for 2 s (the audio output stalled while the network kept delivering, or the path got
+// shorter) skips down to it, and one more than 150 ms over at once: 0.5 % would take tens of
+// seconds to remove it. A skip is crossfaded by the worklet, never a click.
+
+export const LATENCY = Object.freeze({
+  floorMs: 40,
+  playbackFloorMs: 250,
+  marginMs: 10,
+  latenessWindow: 512, // audio frames (about 10 s of 20 ms packets)
+  latenessKnown: 50, // steady frames measured before the target follows them alone
+  videoWindow: 64, // decoded frames (2.5 s at 25 fps)
+  videoMarginMs: 25,
+  warmupUs: 1_000_000, // from the first audio frame, before the sound starts
+  playbackWarmupUs: 300_000, // ... of a recording: no page loading, no burst; its floor covers the rest
+  settleUs: 4_000_000, // after the warm-up, how long a buffer over its target skips down to it
+  settleExcessMs: 10,
+  maxTrim: 0.005,
+  trimSpanMs: 20, // the full trim is applied this far from the target
+  levelSmoothing: 0.2, // per decision (every 100 ms): a running mean over about half a second
+  sustainedExcessMs: 60,
+  sustainedUs: 2_000_000,
+  hardExcessMs: 150,
+  underrunSafetyMs: 20,
+  safetyFadeMsPerS: 20 / 60,
+  earliestDriftMsPerS: 1, // the earliest arrival is remembered with a slow upward drift
+});
+
+export class AudioLatency {
+  /** `playback`: the sound of a recording (deeper floor, shorter warm-up). */
+  constructor({ playback = false } = {}) {
+    this.playback = playback;
+    this.packetMs = 20;
+    this.earliest = null; // the smallest (arrival - presentation time) seen, µs, drifting upward
+    this.earliestAt = 0;
+    this.firstAt = null;
+    this.warmup = true;
+    this.warmupWorst = 0; // ms, the latest audio arrival in the warm-up
+    this.videoWarmup = 0; // ms, how late the decoder ran at the end of the warm-up (its burst caught up or not)
+    this.settleUntil = null;
+    this.lateness = new Float64Array(LATENCY.latenessWindow);
+    this.latenessCount = 0;
+    this.videoLate = new Float64Array(LATENCY.videoWindow);
+    this.videoCount = 0;
+    this.safety = 0;
+    this.underrunsSeen = null;
+    this.level = null;
+    this.overSince = null;
+    this.lastAt = null;
+    this.skips = 0;
+  }
+
+  /** An audio frame of presentation time `ptsUs` arrived at `nowUs`. */
+  arrival(nowUs, ptsUs) {
+    const delay = nowUs - ptsUs;
+    if (this.earliest === null) this.earliest = delay;
+    else this.earliest = Math.min(delay, this.earliest + ((nowUs - this.earliestAt) * LATENCY.earliestDriftMsPerS) / 1000);
+    this.earliestAt = nowUs;
+    const lateness = (delay - this.earliest) / 1000;
+    if (this.warmup) {
+      this.warmupWorst = Math.max(this.warmupWorst, lateness);
+      if (this.firstAt === null) this.firstAt = nowUs;
+      if (nowUs - this.firstAt >= (this.playback ? LATENCY.playbackWarmupUs : LATENCY.warmupUs)) {
+        this.warmup = false;
+        this.settleUntil = nowUs + LATENCY.settleUs;
+      }
+      return;
+    }
+    this.lateness[this.latenessCount++ % LATENCY.latenessWindow] = lateness;
+  }
+
+  /** A video frame of presentation time `ptsUs` left the decoder at `nowUs`. */
+  decoded(nowUs, ptsUs) {
+    if (this.earliest === null) return; // before the first sound: nothing to be late for yet
+    const late = (nowUs - ptsUs - this.earliest) / 1000;
+    if (this.warmup) this.videoWarmup = late;
+    else this.videoLate[this.videoCount++ % LATENCY.videoWindow] = late;
+  }
+
+  /** Video starts again (a seek): its old lateness no longer applies. */
+  resetVideo() {
+    this.videoCount = 0;
+  }
+
+  /** The duration of the latest packet, ms. */
+  packet(ms) {
+    this.packetMs = ms;
+  }
+
+  /** The worst steady audio lateness in the window, ms (the player's `jitterMs`). */
+  jitterMs() {
+    const n = Math.min(this.latenessCount, LATENCY.latenessWindow);
+    let worst = 0;
+    for (let i = 0; i < n; i++) if (this.lateness[i] > worst) worst = this.lateness[i];
+    return worst;
+  }
+
+  /** Whether the steady lateness is measured: until then, the warm-up's counts too. */
+  get known() {
+    return !this.warmup && this.latenessCount >= LATENCY.latenessKnown;
+  }
+
+  /** The buffer to hold, ms. */
+  target() {
+    let video = 0;
+    for (let i = 0; i < Math.min(this.videoCount, LATENCY.videoWindow); i++) video = Math.max(video, this.videoLate[i]);
+    if (!this.known) video = Math.max(video, this.videoWarmup);
+    const lateness = this.known ? this.jitterMs() : Math.max(this.jitterMs(), this.warmupWorst);
+    const needed = Math.max(this.packetMs + lateness + LATENCY.marginMs, video + LATENCY.videoMarginMs);
+    return Math.max(this.playback ? LATENCY.playbackFloorMs : LATENCY.floorMs, needed) + this.safety;
+  }
+
+  /** The buffer to fill before sound starts or resumes, ms; null in the warm-up (not yet). */
+  startLevel() {
+    return this.warmup ? null : this.target();
+  }
+
+  /**
+   * One decision (every 100 ms or so) from the buffer now (`bufferMs`), whether sound plays and
+   * the worklet's underrun count. Returns `{ skipMs, trim }`: the samples to drop (crossfaded when
+   * playing) and the playback rate's offset from 1.
+   */
+  control(nowUs, { bufferMs, playing, underruns }) {
+    const elapsedS = this.lastAt === null ? 0 : Math.max(0, (nowUs - this.lastAt) / 1e6);
+    this.lastAt = nowUs;
+    if (this.underrunsSeen !== null && underruns > this.underrunsSeen) {
+      this.safety += LATENCY.underrunSafetyMs * (underruns - this.underrunsSeen);
+    }
+    this.underrunsSeen = underruns;
+    this.safety = Math.max(0, this.safety - LATENCY.safetyFadeMsPerS * elapsedS);
+    const target = this.target();
+    this.level = this.level === null ? bufferMs : this.level + LATENCY.levelSmoothing * (bufferMs - this.level);
+    if (!playing) { // not heard yet: sound starts (or resumes) with only the target buffered
+      this.overSince = null;
+      return { skipMs: Math.max(0, bufferMs - target), trim: 0 };
+    }
+    const excess = Math.min(this.level, bufferMs) - target; // never skip what is not there now
+    const settling = this.known && nowUs < this.settleUntil;
+    if (excess > LATENCY.sustainedExcessMs) this.overSince ??= nowUs;
+    else this.overSince = null;
+    const sustained = this.overSince !== null && nowUs - this.overSince >= LATENCY.sustainedUs;
+    if (excess > LATENCY.hardExcessMs || sustained || (settling && excess > LATENCY.settleExcessMs)) {
+      this.level = target;
+      this.overSince = null;
+      this.skips++;
+      return { skipMs: excess, trim: 0 };
+    }
+    const trim = (LATENCY.maxTrim * (this.level - target)) / LATENCY.trimSpanMs;
+    return { skipMs: 0, trim: Math.max(-LATENCY.maxTrim, Math.min(LATENCY.maxTrim, trim)) };
+  }
+}
