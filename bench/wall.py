@@ -33,7 +33,8 @@ READ = """() => [...document.querySelectorAll('opticlink-player')].map(p => {
   return {camera: p.getAttribute('camera'), underruns: s.underruns ?? 0, underrunTimes: s.underrunTimes ?? [],
           jitterMs: s.jitterMs ?? null, targetBufferMs: s.targetBufferMs ?? null, bufferMs: s.bufferMs ?? null,
           audio: s.audioCodec ?? null, received: s.framesReceived ?? 0, decoded: s.framesDecoded ?? 0,
-          shown: s.framesShown ?? 0, dropped: s.framesDropped ?? 0, skips: s.skips ?? 0,
+          shown: s.framesShown ?? 0, dropped: s.framesDropped ?? 0, skipped: s.framesSkipped ?? 0, skips: s.skips ?? 0,
+          networkJitterMs: s.networkJitterMs ?? null, deliveryJitterMs: s.deliveryJitterMs ?? null,
           avOffsets: samples.avOffsets, latencies: samples.latencies};
 })"""
 JANK = """() => { window.janked = 0; setInterval(() => { const t = performance.now();
@@ -105,10 +106,11 @@ async def play(browser, link: str, seconds: float, jank_at: float | None) -> dic
     for camera, stats in sorted(last.items()):
         out["tiles"][camera] = {  # type: ignore[index]
             "audio": stats["audio"], "underruns": stats["underruns"], "underrun_times_s": stats["underrunTimes"],
-            "skips": stats["skips"], "jitter_ms": stats["jitterMs"], "target_buffer_ms": stats["targetBufferMs"],
+            "skips": stats["skips"], "jitter_ms": stats["jitterMs"], "network_jitter_ms": stats["networkJitterMs"],
+            "delivery_jitter_ms": stats["deliveryJitterMs"], "target_buffer_ms": stats["targetBufferMs"],
             "latency_ms": summary(tiles[camera]["latencies"]),
             "av_offset_abs_ms": summary(tiles[camera]["avOffsets"], absolute=True),
-            "frames": {k: stats[k] for k in ("received", "decoded", "shown", "dropped")}}
+            "frames": {k: stats[k] for k in ("received", "decoded", "shown", "dropped", "skipped")}}
     return out
 
 

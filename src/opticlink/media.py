@@ -117,6 +117,21 @@ def split_length_prefixed(data: bytes) -> list[bytes]:
     return out
 
 
+MAX_NAL_HEADERS = 256  # NAL units looked at per frame when reading their headers
+
+
+def nal_headers(data: bytes) -> list[int]:
+    """The first byte of each NAL unit of a 4-byte length-prefixed frame (at most MAX_NAL_HEADERS),
+    without copying the units."""
+    out, offset, n = [], 0, len(data)
+    while offset + 4 < n and len(out) < MAX_NAL_HEADERS:
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        if size:
+            out.append(data[offset + 4])
+        offset += 4 + size
+    return out
+
+
 def annexb(nalus: list[bytes] | tuple[bytes, ...]) -> bytes:
     """NAL units in the Annex B byte-stream layout (4-byte start codes)."""
     return b"".join(b"\x00\x00\x00\x01" + n for n in nalus if n)

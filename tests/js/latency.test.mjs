@@ -144,3 +144,17 @@ test("a recording's sound is buffered deeper", () => {
   assert.ok(run.atTime(7).target >= LATENCY.playbackFloorMs);
   assert.ok(Math.abs(run.atTime(7).buffer - run.atTime(7).target) < 10);
 });
+
+test("lateness is split by the server's send time: the camera's network, and the page's own delivery", () => {
+  const latency = new AudioLatency();
+  for (let pts = 0; pts < 20_000; pts += 20) {
+    const network = pts % 400 === 0 ? 30 : 2; // the camera's path: a packet 28 ms late now and then
+    const delivery = pts % 1000 === 20 ? 50 : 1; // the page: its Worker held up 49 ms now and then
+    const sent = pts + network;
+    latency.arrival((sent + delivery) * MS, pts * MS, delivery * MS + 7_000_000); // clocks 7 s apart
+  }
+  const { networkMs, deliveryMs } = latency.jitterParts();
+  assert.ok(Math.abs(networkMs - 28) < 1, `network ${networkMs}`);
+  assert.ok(Math.abs(deliveryMs - 49) < 1, `delivery ${deliveryMs}`);
+  assert.ok(latency.jitterMs() >= 48 && latency.jitterMs() <= 28 + 49 + 1, `whole ${latency.jitterMs()}`);
+});

@@ -5,7 +5,14 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from opticlink.live.protocol import decode_frame_header, encode_config, encode_frame, track_description
+from opticlink.live.protocol import (
+    SENT_UNITS_PER_S,
+    decode_frame_header,
+    encode_config,
+    encode_frame,
+    sent_units,
+    track_description,
+)
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig, length_prefixed, split_annexb
 from opticlink.rtp.formats.aac import audio_specific_config
 
@@ -16,6 +23,17 @@ def test_frame_header_round_trips_with_wall_clock():
     message = encode_frame(frame)
     assert len(message) == 24 + 7 and message.endswith(b"payload")
     assert decode_frame_header(message) == (3, 1 | 2, 123456789.0, 1_795_000_000_250_000.0)
+    assert encode_frame(frame)[4:8] == bytes(4)  # no send time
+
+
+def test_the_send_time_wraps_in_32_bits_and_the_difference_survives_the_wrap():
+    frame = MediaFrame(0, "audio", "pcmu", 0, 20000, True, b"x", None)
+    sent = (41_800 * 2**32 - 50) / SENT_UNITS_PER_S  # in 2026, 0.5 ms before the units wrap
+    units = int.from_bytes(encode_frame(frame, sent)[4:8], "little")
+    received = sent_units(sent + 0.002)  # 2 ms later, after the wrap
+    assert received < units
+    delay = ((received - units + 2**31) % 2**32) - 2**31  # the page's signed 32-bit difference
+    assert abs(delay / SENT_UNITS_PER_S - 0.002) < 2e-5
 
 
 def test_config_describes_aac_for_webcodecs():

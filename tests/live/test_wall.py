@@ -225,3 +225,25 @@ async def test_a_camera_with_a_sub_stream_shows_it_in_a_tile_and_switches_seamle
         after = await until(page, "cam1", "s.framesShown > 5 && s.connections === 1")
         assert after["clock"] == "audio"  # focused: heard
     assert errors == []
+
+
+async def test_a_tile_too_small_to_show_motion_decodes_keyframes_only_and_reports_what_it_skipped():
+    async with wall_page() as (page, errors):
+        resize = "w => { const p = document.querySelector(\"" + PLAYER.format("cam2") + "\"); p.style.width = w; }"
+        await page.evaluate(resize, "100px")
+        await until(page, "cam2", "s.keyframesOnly === true")
+        await asyncio.sleep(1)
+        small = await stats(page, "cam2")
+        await asyncio.sleep(4)
+        later = await stats(page, "cam2")
+        received = later["framesReceived"] - small["framesReceived"]
+        decoded = later["framesDecoded"] - small["framesDecoded"]
+        assert received > 40 and decoded <= 6, (received, decoded)  # one-second GOPs: about 4 keyframes
+        assert later["framesSkipped"] - small["framesSkipped"] >= received - decoded - 2, (small, later)
+
+        await page.evaluate(resize, "")
+        await until(page, "cam2", "s.keyframesOnly === false")
+        await until(page, "cam2", f"s.framesDecoded > {later['framesDecoded'] + 20}", 10000)  # motion again
+        stats_now = await stats(page, "cam1")
+        assert "networkJitterMs" in stats_now and "deliveryJitterMs" in stats_now
+    assert errors == []

@@ -199,7 +199,7 @@ def _step(source: PlaybackSource, commands: list[tuple[str, float | None]],
 
 async def _send(websocket: WebSocket, camera: str, name: str, item: Event) -> None:
     if isinstance(item, Frame):
-        await websocket.send_bytes(encode_frame(item.frame))
+        await websocket.send_bytes(encode_frame(item.frame, time.time()))
     elif isinstance(item, Config):
         await websocket.send_bytes(encode_config(camera, name, [
             track_description(track, kind, config) for track, (kind, config) in item.tracks.items()]))

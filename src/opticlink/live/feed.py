@@ -12,6 +12,7 @@ skips to the next keyframe; its audio is kept (it is small and its loss is heard
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -144,8 +145,10 @@ class LiveFeed:
         """Feed the viewers from the camera's bus until the subscription closes."""
         loop = asyncio.get_running_loop()
         while not subscription.closed:
-            for queued in await subscription.get():
-                self.publish(queued.frame, loop.time(), queued.published)
+            batch = await subscription.get()
+            sent = time.time()
+            for queued in batch:
+                self.publish(queued.frame, loop.time(), queued.published, sent)
 
     def set_audio(self, audio: bool, now: float) -> None:
         """Send the camera's audio to the viewers, or stop at once. When it stops, the audio tracks leave
@@ -165,8 +168,11 @@ class LiveFeed:
         return encode_config(self.camera, self.name, [
             track_description(track, kind, config) for track, (kind, config) in sorted(self._configs.items())])
 
-    def publish(self, frame: MediaFrame, now: float, published: float | None = None) -> None:
-        """Offer a frame to every viewer (never blocks); `published`: when the bus got it (else `now`)."""
+    def publish(self, frame: MediaFrame, now: float, published: float | None = None,
+                sent: float | None = None) -> None:
+        """Offer a frame to every viewer (never blocks); `published`: when the bus got it (else `now`);
+        `sent`: the Unix time the frame goes out, stamped in its header for the players' delivery
+        jitter."""
         if frame.kind == "audio" and not self.audio:
             return
         self.frames += 1
@@ -178,7 +184,7 @@ class LiveFeed:
             for viewer in self.viewers:
                 viewer.offer(config, now)
         video = frame.kind == "video"
-        message = Message(encode_frame(frame), video, frame.keyframe, now if published is None else published,
+        message = Message(encode_frame(frame, sent), video, frame.keyframe, now if published is None else published,
                           audio=not video)
         if video:
             if self._video_track is None:

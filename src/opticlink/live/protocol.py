@@ -5,7 +5,10 @@
   "mp4a.40.2", "l16"), `description` (base64 avcC, hvcC or AudioSpecificConfig), sample rate and
   channels. Sent first, and again whenever a camera's configuration changes.
 - frame (type 2): a 24-byte header — type, track, flags (1 keyframe, 2 discontinuity,
-  4 re-anchored), three zero bytes, then float64 presentation time (µs on the camera session's
+  4 re-anchored, 8 non-reference: a picture no other is predicted from, which a player that is
+  behind may leave undecoded), a zero byte, uint32 time the server sent it (units of 10 µs since the Unix epoch,
+  modulo 2^32: the page takes its own receipt time minus this, as a signed 32-bit difference, for
+  the delivery delay; 0 when unknown), float64 presentation time (µs on the camera session's
   timeline) and float64 camera capture time (µs since the Unix epoch, 0 when unknown) — then
   the payload: video as 4-byte length-prefixed NAL units (the layout the description implies),
   audio as the codec's frame.
@@ -34,8 +37,9 @@ from opticlink.media import AudioConfig, CodecConfig, MediaFrame, VideoConfig
 from opticlink.rtp.formats import h264, h265
 
 CONFIG, FRAME, TALK = 1, 2, 3
-KEYFRAME, DISCONTINUITY, REANCHORED = 1, 2, 4
-FRAME_HEADER = struct.Struct("<BBBxxxxxdd")
+KEYFRAME, DISCONTINUITY, REANCHORED, NON_REFERENCE = 1, 2, 4, 8
+FRAME_HEADER = struct.Struct("<BBBxIdd")
+SENT_UNITS_PER_S = 100_000
 TALK_HEADER = struct.Struct("<BBHIdd")
 TALK_RATES = (8000, 16000)
 TALK_MIN_MS, TALK_MAX_MS = 10, 160
@@ -69,16 +73,32 @@ def decode_talk(message: bytes) -> tuple[int, int, float, float, bytes]:
     return sequence, rate, captured, sent, pcm
 
 
-def encode_frame(frame: MediaFrame) -> bytes:
+def _never(_: bytes) -> bool:
+    return False
+
+
+_NON_REFERENCE = {"h264": h264.non_reference, "h265": h265.non_reference}
+
+
+def sent_units(unix_s: float) -> int:
+    """A send time (Unix seconds) as the frame header carries it."""
+    return int(unix_s * SENT_UNITS_PER_S) & 0xFFFFFFFF
+
+
+def encode_frame(frame: MediaFrame, sent: float | None = None) -> bytes:
+    """A frame message; `sent`: the Unix time it is sent at (shared by every viewer it goes to)."""
     flags = (KEYFRAME if frame.keyframe else 0) | (DISCONTINUITY if frame.discontinuity else 0) | (
         REANCHORED if frame.reanchored else 0)
+    if frame.kind == "video" and not frame.keyframe and _NON_REFERENCE.get(frame.codec, _never)(frame.data):
+        flags |= NON_REFERENCE
     wall = frame.wall_clock * 1e6 if frame.wall_clock is not None else 0.0
-    return FRAME_HEADER.pack(FRAME, frame.track, flags, float(frame.pts_us), wall) + frame.data
+    units = sent_units(sent) if sent is not None else 0
+    return FRAME_HEADER.pack(FRAME, frame.track, flags, units, float(frame.pts_us), wall) + frame.data
 
 
 def decode_frame_header(message: bytes) -> tuple[int, int, float, float]:
     """(track, flags, pts µs, wall µs) of a frame message."""
-    kind, track, flags, pts, wall = FRAME_HEADER.unpack_from(message)
+    kind, track, flags, _, pts, wall = FRAME_HEADER.unpack_from(message)
     if kind != FRAME:
         raise ValueError(f"not a frame message (type {kind})")
     return track, flags, pts, wall

@@ -32,6 +32,7 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
     this.rate = 0;
     this.generation = -1;
     this.playing = false;
+    this.fadeIn = false;
     this.quanta = 0;
     this.channel = null; // fallback MessagePort to the Worker
   }
@@ -73,6 +74,7 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
     if (!this.playing) {
       if (ring.available() < Math.max(1, ring.get(CONTROL.START_AT))) return this.silence(output);
       this.playing = true;
+      this.fadeIn = true;
       ring.set(CONTROL.STATE, 1);
     }
     const step = (this.rate / sampleRate) * (1 + ring.get(CONTROL.TRIM_PPM) * 1e-6);
@@ -82,8 +84,17 @@ class OpticlinkAudioProcessor extends AudioWorkletProcessor {
     this.decode(this.scratch, got);
     resampler.push(this.scratch, 0, got);
     const written = resampler.process(out, out.length, step);
+    const ramp = Math.round(sampleRate * FADE_SECONDS);
+    if (this.fadeIn) { // sound starts or resumes from silence: fade in, no click
+      this.fadeIn = false;
+      for (let i = 0, n = Math.min(ramp, written); i < n; i++) out[i] *= Math.sin(((i + 0.5) / n) * (Math.PI / 2));
+    }
     if (written < out.length) {
-      // ran dry: count it, play silence, and buffer up to the target again before resuming
+      // ran dry: fade what there was out, count it, play silence, and buffer up to the target again
+      // before resuming (faded in): a crossfade through silence, never a click
+      const n = Math.min(ramp, written);
+      for (let i = 0; i < n; i++) out[written - n + i] *= Math.cos(((i + 0.5) / n) * (Math.PI / 2));
+      out.fill(0, written);
       ring.add(CONTROL.UNDERRUNS, 1);
       ring.set(CONTROL.UNDERRUN_AT, this.quanta);
       ring.add(CONTROL.STARVED, out.length - written);

@@ -47,22 +47,55 @@ export const LATENCY = Object.freeze({
   underrunSafetyMs: 20,
   safetyFadeMsPerS: 20 / 60,
   earliestDriftMsPerS: 1, // the earliest arrival is remembered with a slow upward drift
+  restartUs: 60_000_000,
 });
+
+/**
+ * How late each frame of a stream comes, compared with the earliest (for its time): the smallest
+ * delay (arrival minus the frame's time) is remembered with a slow upward drift, 1 ms per second,
+ * to follow a path that gets longer; the worst lateness of the last `size` frames is the jitter to
+ * cover. A delay a minute away from the earliest (a clock that restarted or wrapped) starts again.
+ */
+export class Lateness {
+  constructor(size) {
+    this.values = new Float64Array(size);
+    this.count = 0;
+    this.earliest = null; // µs
+    this.earliestAt = 0;
+  }
+
+  /** A frame `delayUs` after its time, at `nowUs`: its lateness, ms, kept in the window if `keep`. */
+  add(nowUs, delayUs, keep = true) {
+    if (this.earliest === null || Math.abs(delayUs - this.earliest) > LATENCY.restartUs) this.earliest = delayUs;
+    else this.earliest = Math.min(delayUs, this.earliest + ((nowUs - this.earliestAt) * LATENCY.earliestDriftMsPerS) / 1000);
+    this.earliestAt = nowUs;
+    const lateness = (delayUs - this.earliest) / 1000;
+    if (keep) this.values[this.count++ % this.values.length] = lateness;
+    return lateness;
+  }
+
+  /** The worst lateness in the window, ms. */
+  worst() {
+    const n = Math.min(this.count, this.values.length);
+    let worst = 0;
+    for (let i = 0; i < n; i++) if (this.values[i] > worst) worst = this.values[i];
+    return worst;
+  }
+}
 
 export class AudioLatency {
   /** `playback`: the sound of a recording (deeper floor, shorter warm-up). */
   constructor({ playback = false } = {}) {
     this.playback = playback;
     this.packetMs = 20;
-    this.earliest = null; // the smallest (arrival - presentation time) seen, µs, drifting upward
-    this.earliestAt = 0;
+    this.total = new Lateness(LATENCY.latenessWindow); // arrival at this page against presentation time
+    this.network = new Lateness(LATENCY.latenessWindow); // the server's send against presentation time
+    this.delivery = new Lateness(LATENCY.latenessWindow); // arrival at this page against the server's send
     this.firstAt = null;
     this.warmup = true;
     this.warmupWorst = 0; // ms, the latest audio arrival in the warm-up
     this.videoWarmup = 0; // ms, how late the decoder ran at the end of the warm-up (its burst caught up or not)
     this.settleUntil = null;
-    this.lateness = new Float64Array(LATENCY.latenessWindow);
-    this.latenessCount = 0;
     this.videoLate = new Float64Array(LATENCY.videoWindow);
     this.videoCount = 0;
     this.safety = 0;
@@ -73,13 +106,16 @@ export class AudioLatency {
     this.skips = 0;
   }
 
-  /** An audio frame of presentation time `ptsUs` arrived at `nowUs`. */
-  arrival(nowUs, ptsUs) {
-    const delay = nowUs - ptsUs;
-    if (this.earliest === null) this.earliest = delay;
-    else this.earliest = Math.min(delay, this.earliest + ((nowUs - this.earliestAt) * LATENCY.earliestDriftMsPerS) / 1000);
-    this.earliestAt = nowUs;
-    const lateness = (delay - this.earliest) / 1000;
+  /**
+   * An audio frame of presentation time `ptsUs` arrived at `nowUs`, `deliveryUs` after the server
+   * sent it (null when the server does not say; the two clocks need not agree: only changes count).
+   */
+  arrival(nowUs, ptsUs, deliveryUs = null) {
+    const lateness = this.total.add(nowUs, nowUs - ptsUs, !this.warmup);
+    if (deliveryUs !== null) {
+      this.network.add(nowUs, nowUs - deliveryUs - ptsUs, !this.warmup);
+      this.delivery.add(nowUs, deliveryUs, !this.warmup);
+    }
     if (this.warmup) {
       this.warmupWorst = Math.max(this.warmupWorst, lateness);
       if (this.firstAt === null) this.firstAt = nowUs;
@@ -87,15 +123,13 @@ export class AudioLatency {
         this.warmup = false;
         this.settleUntil = nowUs + LATENCY.settleUs;
       }
-      return;
     }
-    this.lateness[this.latenessCount++ % LATENCY.latenessWindow] = lateness;
   }
 
   /** A video frame of presentation time `ptsUs` left the decoder at `nowUs`. */
   decoded(nowUs, ptsUs) {
-    if (this.earliest === null) return; // before the first sound: nothing to be late for yet
-    const late = (nowUs - ptsUs - this.earliest) / 1000;
+    if (this.total.earliest === null) return; // before the first sound: nothing to be late for yet
+    const late = (nowUs - ptsUs - this.total.earliest) / 1000;
     if (this.warmup) this.videoWarmup = late;
     else this.videoLate[this.videoCount++ % LATENCY.videoWindow] = late;
   }
@@ -112,15 +146,18 @@ export class AudioLatency {
 
   /** The worst steady audio lateness in the window, ms (the player's `jitterMs`). */
   jitterMs() {
-    const n = Math.min(this.latenessCount, LATENCY.latenessWindow);
-    let worst = 0;
-    for (let i = 0; i < n; i++) if (this.lateness[i] > worst) worst = this.lateness[i];
-    return worst;
+    return this.total.worst();
+  }
+
+  /** The same, split: camera to server (`network`), and server to this page's Worker (`delivery`:
+   *  the server's send path, the socket, and the browser's own scheduling of the Worker). */
+  jitterParts() {
+    return { networkMs: this.network.worst(), deliveryMs: this.delivery.worst() };
   }
 
   /** Whether the steady lateness is measured: until then, the warm-up's counts too. */
   get known() {
-    return !this.warmup && this.latenessCount >= LATENCY.latenessKnown;
+    return !this.warmup && this.total.count >= LATENCY.latenessKnown;
   }
 
   /** The buffer to hold, ms. */

@@ -7,7 +7,11 @@
 // animation frame it is drawn in); a frame more than one frame period late is dropped; when video
 // falls more than 200 ms behind, the decode backlog is flushed and decoding resumes at the next
 // keyframe.
-// The sound's buffer (its target, the warm-up, rate trims and skips) is latency.js's.
+// The sound's buffer (its target, the warm-up, rate trims and skips) is latency.js's. Its lateness
+// estimate is split by the server's send time in each frame's header: `networkJitterMs` (camera to
+// server, as the server's sync engine placed the frame) and `deliveryJitterMs` (server to this
+// Worker: the send path, the socket, and the browser's own scheduling of this thread); `jitterMs`
+// is the whole, which the target covers.
 //
 // Playback of a recording (init with `playback: true`, the URL of /api/cameras/ID/playback) is the
 // same stream: the server paces recorded frames in real time on a session clock, so all of the above
@@ -17,12 +21,13 @@
 // the sound stops without an underrun) and `position` messages, passed on to the page; the page's
 // `control` messages go to the server. A frame header's capture time is the recorded wall time: the
 // stats carry the one of the frame on screen (`wall`, Unix seconds) instead of a latency.
-import { parseConfig, parseFrame, FLAGS, base64Bytes } from "./protocol.js";
+import { parseConfig, parseFrame, FLAGS, base64Bytes, deliveryUs } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
-import { focusMessage, mutedAudio, unseenVideo } from "./worker-focus.js";
+import { focus, focusMessage, mutedAudio, unseenVideo } from "./worker-focus.js";
 import { AudioLatency, LATENCY } from "./latency.js";
+import { DisplayTiming, PlayheadFit } from "./clock.js";
+import { choose, fallenBehind, framePeriod, leaveUndecoded } from "./frames.js";
 
-const WATCHDOG_MS = 200;
 const NO_AUDIO_MARGIN_MS = 40;
 const NOT_YET = 1 << 30; // a start level the ring never reaches
 
@@ -30,7 +35,7 @@ const state = {
   url: null, socket: null, canvas: null, ctx2d: null, ring: null, port: null, portControl: null,
   outputLatency: 0, contextRate: 48000, retry: 0, closed: false,
   config: null, video: null, audio: null,
-  frames: [], wallOf: new Map(), waitingKey: true, period: 40000, noAudioLag: null, underrunsTimed: 0,
+  frames: [], wallOf: new Map(), waitingKey: true, lateAt: -Infinity, period: 40000, noAudioLag: null, underrunsTimed: 0,
   stats: null,
   hardware: "no-preference",
   playback: null, // { posterPts, wall, inbox, busy } when playing a recording
@@ -40,7 +45,7 @@ const state = {
 
 function newStats() {
   return {
-    framesReceived: 0, framesDecoded: 0, framesShown: 0, framesDropped: 0, lateDropped: 0, flushes: 0,
+    framesReceived: 0, framesDecoded: 0, framesShown: 0, framesDropped: 0, framesSkipped: 0, lateDropped: 0, flushes: 0,
     audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: LATENCY.floorMs, trimPercent: 0, jitterMs: 0,
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
@@ -83,7 +88,7 @@ self.onmessage = (event) => {
     message.port.onmessage = (e) => sendTalkFrame(e.data);
   } else if (message.type === "control") { // playback: play, pause, seek, speed
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message.control));
-  } else if (message.type === "audible" || message.type === "visible") { // the wall: heard, seen
+  } else if (message.type === "audible" || message.type === "visible" || message.type === "size") { // the wall
     focusMessage(message, state, { setupAudio, setCtl, ctl });
   } else if (message.type === "close") {
     state.closed = true;
@@ -368,7 +373,7 @@ async function setupVideo(track) {
 function setupAudio(track) {
   state.stats.audioCodec = track.codec;
   const audio = { codec: track.codec, rate: track.sampleRate, channels: track.channels || 1, nextPts: null,
-                  anchors: [], written: ctl(CONTROL.WRITE), fit: newClockFit(), decoder: null, silence: 0,
+                  anchors: [], written: ctl(CONTROL.WRITE), fit: new PlayheadFit(track.sampleRate), decoder: null, silence: 0,
                   latency: new AudioLatency({ playback: Boolean(state.playback) }), pushed: 0 };
   let format = FORMATS.float;
   if (track.codec === "pcmu") { format = FORMATS.pcmu; audio.silence = 0xff; }
@@ -403,7 +408,8 @@ function onAudio(frame, track) {
   const audio = state.audio;
   if (!audio) return;
   state.stats.audioFrames++;
-  audio.latency.arrival(performance.now() * 1000, frame.pts);
+  const now = performance.now();
+  audio.latency.arrival(now * 1000, frame.pts, deliveryUs(frame.sent, performance.timeOrigin + now));
   if (frame.wall > 0 && !state.playback) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   if (audio.decoder) {
     audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));
@@ -445,42 +451,11 @@ function pushAudio(samples, pts) {
   audio.nextPts = pts + (samples.length / rate) * 1e6;
 }
 
-// The worklet publishes its playhead once per render quantum, and under load quanta come in bursts.
-// The clock is read from a running least-squares line of playhead against performance.now() over
-// the last half second (the playhead advances at a steady rate), restarted when the two part.
-function newClockFit() {
-  return { t: new Float64Array(64), p: new Float64Array(64), n: 0, i: 0, lastPlayhead: null };
-}
-
-function smoothedPlayhead(audio, now) {
-  const fit = audio.fit;
-  const raw = ctl(CONTROL.PLAYHEAD);
-  if (fit.lastPlayhead === null || raw !== fit.lastPlayhead) {
-    const unwrapped = fit.n ? fit.p[(fit.i + 63) % 64] + (((raw - fit.lastPlayhead) | 0)) : raw;
-    fit.t[fit.i] = now;
-    fit.p[fit.i] = unwrapped;
-    fit.i = (fit.i + 1) % 64;
-    fit.n = Math.min(64, fit.n + 1);
-    fit.lastPlayhead = raw;
-  }
-  const latest = fit.p[(fit.i + 63) % 64];
-  if (fit.n < 8) return latest;
-  let mt = 0, mp = 0, k = 0;
-  for (let j = 0; j < fit.n; j++) if (now - fit.t[j] < 500) { mt += fit.t[j]; mp += fit.p[j]; k++; }
-  if (k < 8) return latest;
-  mt /= k; mp /= k;
-  let stt = 0, stp = 0;
-  for (let j = 0; j < fit.n; j++) if (now - fit.t[j] < 500) { stt += (fit.t[j] - mt) ** 2; stp += (fit.t[j] - mt) * (fit.p[j] - mp); }
-  const predicted = mp + (stt > 0 ? stp / stt : 0) * (now - mt);
-  if (Math.abs(predicted - latest) > audio.rate * 0.02) { fit.n = 0; return latest; } // a jump: start again
-  return predicted;
-}
-
 /** The presentation time of the sound leaving the speaker now, or null before audio plays. */
 function audioClock() {
   const audio = state.audio;
   if (!audio || ctl(CONTROL.STATE) !== 1 || audio.anchors.length === 0) return null;
-  const smoothed = smoothedPlayhead(audio, performance.now());
+  const smoothed = audio.fit.at(performance.now(), ctl(CONTROL.PLAYHEAD));
   const playhead = Math.round(smoothed);
   const anchors = audio.anchors;
   let lo = 0, hi = anchors.length - 1;
@@ -512,8 +487,10 @@ function controlLatency() {
   }
   setStartLevel(audio);
   setCtl(CONTROL.TRIM_PPM, Math.round(trim * 1e6));
+  const { networkMs, deliveryMs } = latency.jitterParts();
   Object.assign(state.stats, { bufferMs: +bufferMs.toFixed(1), targetBufferMs: +latency.target().toFixed(1),
-                               jitterMs: +latency.jitterMs().toFixed(2), trimPercent: +(trim * 100).toFixed(3),
+                               jitterMs: +latency.jitterMs().toFixed(2), networkJitterMs: +networkMs.toFixed(2),
+                               deliveryJitterMs: +deliveryMs.toFixed(2), trimPercent: +(trim * 100).toFixed(3),
                                underruns });
 }
 
@@ -526,6 +503,11 @@ function onVideo(frame) {
   const key = (frame.flags & FLAGS.keyframe) !== 0;
   if (state.waitingKey && !key) return;
   state.waitingKey = false;
+  if (leaveUndecoded({ key, nonReference: (frame.flags & FLAGS.nonReference) !== 0, keyframesOnly: focus.keyframesOnly,
+                       decodeQueue: state.video.decoder.decodeQueueSize, sinceLateMs: performance.now() - state.lateAt })) {
+    state.stats.framesSkipped++;
+    return;
+  }
   if (frame.wall > 0) {
     state.wallOf.set(Math.round(frame.pts), frame.wall);
     if (!state.playback) state.stats.videoArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
@@ -552,47 +534,24 @@ function videoClock() {
   return performance.now() * 1000 - state.noAudioLag - NO_AUDIO_MARGIN_MS * 1000;
 }
 
-// A frame drawn in an animation frame reaches the screen one display interval after that
-// animation frame began: Chromium's own video path picks its frame for [begin + interval,
-// begin + 2 intervals]. So a frame is chosen for, and its A/V offset and latency are measured
-// at, the audio clock of that moment, not of the draw. The display interval is a low percentile
-// of the spacing of animation frames (a busy machine skips some); the time a drawn frame stays
-// up is their mean spacing.
-const DISPLAY = { last: 0, spacings: new Float64Array(32), sorted: new Float64Array(32), count: 0, interval: 16667,
-                  held: 16667 };
-
-function onAnimationFrame(begin) {
-  if (DISPLAY.last && begin > DISPLAY.last) {
-    const spacing = Math.min(100000, begin - DISPLAY.last);
-    DISPLAY.spacings[DISPLAY.count++ % DISPLAY.spacings.length] = spacing;
-    DISPLAY.held += (spacing - DISPLAY.held) / 32;
-    if (DISPLAY.count >= 8) {
-      const n = Math.min(DISPLAY.count, DISPLAY.spacings.length);
-      const sorted = DISPLAY.sorted.subarray(0, n); // no allocation per animation frame
-      sorted.set(DISPLAY.spacings.subarray(0, n));
-      sorted.sort();
-      DISPLAY.interval = Math.max(4000, Math.min(50000, sorted[Math.floor(n / 10)]));
-    }
-  }
-  DISPLAY.last = begin;
-}
+// When what is drawn reaches the screen (clock.js): a frame is chosen for, and its A/V offset and
+// latency are measured at, the audio clock of that moment, not of the draw.
+const DISPLAY = new DisplayTiming();
 
 /** Choose, drop or draw video for the animation frame that began at `begin` (µs, performance time). */
 function present(begin) {
   const now = performance.now() * 1000;
   begin = Math.min(begin, now);
-  onAnimationFrame(begin);
+  DISPLAY.frame(begin);
   const frames = state.frames;
   if (frames.length === 0) return;
   const clockNow = videoClock();
   if (clockNow === null) return;
   const shownAt = begin + DISPLAY.interval; // when what is drawn now is on screen
   const clock = clockNow + (shownAt - now); // the presentation time then
-  const due = clock + DISPLAY.held / 2; // show what is due by the middle of its time on screen
   frames.sort((a, b) => a.timestamp - b.timestamp);
-  if (frames.length > 1) state.period = Math.max(10000, Math.min(100000, frames[1].timestamp - frames[0].timestamp));
-  const newest = frames[frames.length - 1];
-  if (newest.timestamp < clock - WATCHDOG_MS * 1000 && state.video && state.video.decoder.decodeQueueSize > 2) {
+  state.period = framePeriod(frames, state.period);
+  if (state.video && fallenBehind(frames, clock, state.video.decoder.decodeQueueSize)) {
     // decoding has fallen far behind the clock: drop the backlog and start again at the next keyframe
     for (const f of frames) f.close();
     state.stats.framesDropped += frames.length;
@@ -603,22 +562,16 @@ function present(begin) {
     state.waitingKey = true;
     return;
   }
-  let show = null;
-  while (frames.length && frames[0].timestamp <= due) {
-    const frame = frames.shift();
-    if (show) {
-      show.close();
-      state.stats.framesDropped++;
-    }
-    show = frame;
-  }
-  if (!show) return;
-  if (show.timestamp < clock - state.period) { // later than one frame period: not worth showing
-    show.close();
+  const { show, passed, late } = choose(frames, clock, DISPLAY.held, state.period);
+  for (const frame of passed) frame.close();
+  state.stats.framesDropped += passed.length;
+  if (late) { // later than one frame period: not worth showing
+    late.close();
+    state.lateAt = performance.now();
     state.stats.lateDropped++;
     state.stats.framesDropped++;
-    return;
   }
+  if (!show) return;
   draw(show);
   state.stats.framesShown++;
   const offset = (show.timestamp - clock) / 1000;

@@ -4,7 +4,7 @@
 // the playback WebSocket), `control({action})` plays, pauses, seeks and changes speed, `showLive()`
 // goes back; a `playback` event carries the server's reset/playback/position messages.
 // On a wall: `setAudible(false)` mutes it (its Worker then spends nothing on sound), `setVisible(false)`
-// stops its video decoding, `stream="sub"` asks for the camera's sub-stream (a change of stream keeps
+// stops its video decoding (one narrower than 160 device pixels decodes keyframes only), `stream="sub"` asks for the camera's sub-stream (a change of stream keeps
 // the old picture until the new one's first frame is shown), `notalk` hides the talk button, and the
 // title says the state: connecting, live, no picture (with `cameraError`, the server's reason), error.
 //
@@ -102,6 +102,8 @@ export class OpticlinkPlayer extends HTMLElement {
     this.token = 0; // bumped by stop(): a start still waiting for the AudioContext is dropped
     this.audible = true;
     this.visible = true;
+    this.width = 0; // device pixels, from a ResizeObserver
+    this.resized = null;
     this.cameraError = null; // why the server says the camera is not playing, from the page
     this.progress = { at: 0, count: -1 }; // when frames last came, for the state
     this.samples = { avOffsets: [], latencies: [] };
@@ -161,9 +163,20 @@ export class OpticlinkPlayer extends HTMLElement {
     return samples;
   }
 
-  connectedCallback() { this.start(); }
+  connectedCallback() {
+    this.start();
+    this.resized ??= new ResizeObserver(([entry]) => { // a tile too small to show motion decodes keyframes only
+      this.width = Math.round(entry.contentRect.width * (globalThis.devicePixelRatio || 1));
+      this.pipe?.worker.postMessage({ type: "size", width: this.width });
+      this.pending?.worker.postMessage({ type: "size", width: this.width });
+    });
+    this.resized.observe(this);
+  }
 
-  disconnectedCallback() { this.stop(); }
+  disconnectedCallback() {
+    this.resized?.disconnect();
+    this.stop();
+  }
 
   attributeChangedCallback(name, before, after) {
     if (!this.isConnected || before === after) return;
@@ -235,6 +248,7 @@ export class OpticlinkPlayer extends HTMLElement {
     pipe.worker.postMessage(init, transfer);
     pipe.worker.postMessage({ type: "audible", audible: this.audible });
     pipe.worker.postMessage({ type: "visible", visible: this.visible });
+    if (this.width) pipe.worker.postMessage({ type: "size", width: this.width });
     pipe.worker.onmessage = (event) => {
       if (pipe === this.pending && event.data.type === "stats" && event.data.stats.framesShown > 0) this.swap();
       if (pipe !== this.pipe) return; // a stream still starting: not heard from until it takes over
@@ -432,9 +446,11 @@ export class OpticlinkPlayer extends HTMLElement {
     this._stats = stats;
     this.dispatchEvent(new CustomEvent("stats", { detail: stats }));
     const lines = [
-      `video ${stats.videoCodec ?? "-"}  decoded ${stats.framesDecoded}  shown ${stats.framesShown}  dropped ${stats.framesDropped}`,
+      `video ${stats.videoCodec ?? "-"}  decoded ${stats.framesDecoded}  shown ${stats.framesShown}  dropped ${stats.framesDropped}` +
+        `  skipped ${stats.framesSkipped ?? 0}${stats.keyframesOnly ? " (keyframes only)" : ""}`,
       `audio ${stats.audioCodec ?? "-"}  buffer ${stats.bufferMs} / ${stats.targetBufferMs} ms  underruns ${stats.underruns}` +
         `  trim ${stats.trimPercent}%`,
+      `jitter ${fmt(stats.jitterMs)} ms: network ${fmt(stats.networkJitterMs)}, delivery to this page ${fmt(stats.deliveryJitterMs)}`,
       `clock ${stats.clock}  A/V at presentation ${fmt(stats.avOffsetMs)} ms (p99 ${fmt(stats.avOffsetP99Ms)})`,
       `latency ${fmt(stats.latencyMs)} ms (p50 ${fmt(stats.latencyP50Ms)}, p95 ${fmt(stats.latencyP95Ms)})`,
     ];

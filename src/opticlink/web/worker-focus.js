@@ -4,13 +4,16 @@
 // to the ring, the worklet idles (RATE 0 in a new generation: it outputs silence without resampling)
 // and video runs on the wall clock, as for a camera without audio. Unmuting sets the audio up again
 // on the same WebSocket. A player whose tile is not seen drops video before decoding and resumes at
-// the next keyframe. live-worker.js calls `focusMessage` for `audible` / `visible` messages and the
-// two hooks at the top of its onAudio and onVideo.
+// the next keyframe. A tile narrower than KEYFRAMES_ONLY_BELOW_PX (`size` messages, device pixels)
+// decodes keyframes only. live-worker.js calls `focusMessage` for `audible` / `visible` / `size`
+// messages and the two hooks at the top of its onAudio and onVideo.
 import { CONTROL } from "./ring.js";
+import { KEYFRAMES_ONLY_BELOW_PX } from "./frames.js";
 
 export const focus = {
   audible: true,
   visible: true,
+  keyframesOnly: false, // a tile too small to show motion (frames.js leaveUndecoded)
   track: null, // the audio track set aside while muted, for setupAudio when heard again
   socket: null, // the WebSocket the latest video came on: a new one counts a connection
   tools: null, // the Worker's { setupAudio, setCtl, ctl }, from the first message
@@ -20,6 +23,12 @@ export const focus = {
  *  { setupAudio, setCtl, ctl }. */
 export function focusMessage(message, state, tools) {
   focus.tools = tools;
+  if (message.type === "size") { // the tile's width in device pixels
+    const keyframesOnly = message.width > 0 && message.width < KEYFRAMES_ONLY_BELOW_PX;
+    if (focus.keyframesOnly && !keyframesOnly) state.waitingKey = true; // motion resumes at the next keyframe
+    focus.keyframesOnly = state.stats.keyframesOnly = keyframesOnly;
+    return;
+  }
   if (message.type === "visible") {
     const visible = message.visible !== false;
     if (visible && !focus.visible) state.waitingKey = true; // decoding resumes at the next keyframe

@@ -5,12 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 
-from opticlink.media import AccessUnit, VideoConfig
+from opticlink.media import AccessUnit, VideoConfig, nal_headers
 from opticlink.rtp.formats.base import NalPacketizer, RtpFormat, UnitAssembly
 from opticlink.rtp.jitterbuffer import BufferedPacket
 
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
 STAP_A, FU_A = 24, 28
+
+
+def non_reference(data: bytes) -> bool:
+    """Whether a length-prefixed picture is never used to predict another (every slice has
+    nal_ref_idc 0, H.264 7.4.1): a player that is behind may leave it undecoded."""
+    slices = [h for h in nal_headers(data) if 1 <= h & 0x1F <= 5]
+    return bool(slices) and all(h & 0x60 == 0 for h in slices)
 
 
 def parameter_sets_from_fmtp(fmtp: dict[str, str]) -> tuple[bytes, bytes]:

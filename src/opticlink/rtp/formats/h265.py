@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from opticlink.media import AccessUnit, VideoConfig
+from opticlink.media import AccessUnit, VideoConfig, nal_headers
 from opticlink.rtp.formats.base import NalPacketizer, RtpFormat, UnitAssembly
 from opticlink.rtp.jitterbuffer import BufferedPacket
 
@@ -19,6 +19,16 @@ FU_START, FU_END = 0x80, 0x40
 
 def nal_type(nal: bytes) -> int:
     return (nal[0] >> 1) & 0x3F
+
+
+def non_reference(data: bytes) -> bool:
+    """Whether a length-prefixed picture is a sub-layer non-reference picture (every slice's NAL type
+    is one of the even types up to 14: TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N, RSV_VCL_N*; H.265
+    7.4.2.2): no later picture of its sub-layer predicts from it. Cameras send one sub-layer, so a
+    player that is behind may leave it undecoded."""
+    slices = [(h >> 1) & 0x3F for h in nal_headers(data)]
+    slices = [t for t in slices if t < 32]
+    return bool(slices) and all(t <= 14 and t % 2 == 0 for t in slices)
 
 
 def _decode(value: str) -> bytes:
