@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := ffmpeg chromium nodejs python3-gi \
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav fonts-dejavu-core prometheus
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav fonts-dejavu-core prometheus \
+	postgresql
 
 .PHONY: system env demo test check judge lint bench clean
 
@@ -53,7 +54,7 @@ check: env lint
 	node --test tests/js/
 	$(BIN)/python -m pytest -q -m 'not judge and not browser and not peer and not slow'
 
-# The screen judge (a tab capture measured by av-drift-detector): out of `make test` while its
+# The screen judge (tests/live/judge.py, a tab capture measured by av-drift-detector): out of `make test` while its
 # instrument wanders on a loaded 2-core machine (issue 13); bench/live.py runs the same measurement.
 judge: env
 	$(BIN)/python -m pytest -m judge

@@ -2,7 +2,8 @@
 
 A bench makes an admin with a session cookie and an API token straight in the service's
 database: in process through `Service.gate`, or in the data directory (`OPTICLINK_DATA_DIR`) of a
-service it runs as its own process.
+service it runs as its own process. Such a service also gets the test pages (`tests/web`, at
+/static/bench) and the test-only routes (`BENCH_ENV`): the package ships neither.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from opticlink.api.app import BENCH_ENV
 from opticlink.auth.gate import Gate
 from opticlink.auth.sessions import COOKIE
 from opticlink.store import Database
+
+BENCH_PAGES = Path(__file__).resolve().parents[1] / "tests" / "web"  # live.html, judge.html, baseline.js
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,15 @@ class Admin:
 
 
 def data_dir_env() -> tuple[Path, dict[str, str]]:
-    """A fresh data directory, and the environment that points a served process at it."""
+    """A fresh data directory, and the environment that points a served process at it (with the bench
+    pages and routes)."""
     path = Path(tempfile.mkdtemp(prefix="opticlink-bench-data-"))
-    return path, {**os.environ, "OPTICLINK_DATA_DIR": str(path)}
+    return path, bench_env(path)
+
+
+def bench_env(data: Path) -> dict[str, str]:
+    """The environment of a served process: its data directory, and the bench pages and routes."""
+    return {**os.environ, "OPTICLINK_DATA_DIR": str(data), BENCH_ENV: str(BENCH_PAGES)}
 
 
 def admin(where) -> Admin:  # type: ignore[no-untyped-def]

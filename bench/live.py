@@ -6,7 +6,7 @@ blocked 100 ms out of every 300 ms, first with our player, then with the baselin
 audio through AudioBufferSourceNodes at 8 kHz, video by timers). Reported for each: audio
 underruns, |A/V offset at presentation| p50/p99, capture-to-presentation latency p50/p95.
 Then the server alone: per-frame hub latency (camera session to WebSocket write) with 16
-viewers. Then the screen judged (`opticlink.live.judge`): the skewed, jittery camera serves
+viewers. Then the screen judged (`tests/live/judge.py`): the skewed, jittery camera serves
 av-drift-detector's clip, the page records its own tab while our player plays it and then while
 Chromium's `<video>` plays the same clip, and av-drift-detector measures both parts of the one
 recording. Prints JSON.
@@ -185,7 +185,8 @@ async def hub_case(viewers: int, seconds: float) -> dict[str, object]:
                 stdout=asyncio.subprocess.PIPE)
             await asyncio.sleep(2)
             async with httpx.AsyncClient(headers=signed.bearer) as client:
-                await client.delete(f"{base}/api/hub/latency")
+                for runtime in service.cameras.values():  # the window starts now (in process: no route needed)
+                    runtime.live.latencies.clear()
                 await asyncio.sleep(seconds)
                 latency = (await client.get(f"{base}/api/hub/latency")).json()
             received = json.loads((await clients.communicate())[0])
@@ -202,7 +203,9 @@ async def judge_case(faults: str, seconds: float) -> dict[str, object]:
     from playwright.async_api import async_playwright
 
     from opticlink.live.chromium import launch
-    from opticlink.live.judge import clips, judge, record
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: the judge is test tooling
+    from tests.live.judge import clips, judge, record
 
     plan = [("ours", seconds), ("baseline", max(15.0, seconds / 2)), ("native", 20.0)]
     work = Path(tempfile.mkdtemp(prefix="opticlink-judge-"))

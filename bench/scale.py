@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from access import admin
+from access import admin, bench_env
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -222,7 +222,7 @@ def run_ours(urls: list[str], warmup: float, seconds: float, port: int, profile:
     if profile:
         spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
         cmd = [spy, "record", "--threads", "--subprocesses", "-r", "50", "-f", "raw", "-o", profile, "--", *cmd]
-    env = {**os.environ, "OPTICLINK_DATA_DIR": str(data)}
+    env = bench_env(data)  # DELETE /api/hub/latency, below, is a bench route
     service = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     viewers = None
     try:

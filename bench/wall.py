@@ -1,20 +1,22 @@
-"""The live wall under load: every player of the `opticlink demo` page in headless Chromium.
+"""The live wall under load: every player of a wall page in headless Chromium: the `opticlink demo`
+page (4 cameras), or with `--page wall16` a 4x4 wall of 16 simulated cameras' sub-streams.
 
 For each case the page is opened afresh and played for `--seconds`; from `--jank-at` seconds on (a
 case per value; `none` is the same page left alone) its main thread is blocked 100 ms of every
 300 ms, and with `--busy` a second process keeps one core that busy (0.6: 60 %). Reported per tile
 (player): audio underruns and when, the lateness estimate (`jitterMs`), the audio buffer's target,
 capture-to-presentation latency p50/p95 and |A/V offset at presentation| p99 over the run after
-its first `STEADY_S`, video frames received/decoded/shown/dropped; and the browser's CPU (all its
-processes, CPU-seconds per second). Prints JSON.
+its first `STEADY_S`, video frames received/decoded/shown/dropped/skipped (left undecoded); and the
+browser's CPU (all its processes, CPU-seconds per second). Prints JSON.
 
-    .venv/bin/python bench/wall.py [--seconds 60] [--jank-at none,0,5,20] [--busy 0.6]
+    .venv/bin/python bench/wall.py [--page demo|wall16] [--seconds 60] [--jank-at none,0,5,20] [--busy 0.6]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -119,36 +121,86 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--jank-at", default="none,0,5,20", help="cases: seconds after load, or none")
     parser.add_argument("--busy", type=float, default=0.0, help="a second process keeps a core this busy")
+    parser.add_argument("--page", choices=("demo", "wall16"), default="demo",
+                        help="the demo page (4 cameras), or a 4x4 wall of 16 cameras' sub-streams")
     args = parser.parse_args()
+
+
+    async with contextlib.AsyncExitStack() as stack:
+        base, cookies = await (_demo_page(stack) if args.page == "demo" else _sixteen_page(stack))
+        results = await _cases(args, base, cookies)
+    print(json.dumps({"page": args.page, "busy": args.busy, "seconds": args.seconds, "cases": results}, indent=2))
+
+
+OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
+
+
+async def _process(stack: contextlib.AsyncExitStack, *args: str, env: dict[str, str] | None = None,
+                   lines: int = 1) -> list[str]:
+    """An `opticlink` verb as its own process, stopped with the stack; the first lines it prints."""
+    proc = await asyncio.create_subprocess_exec(OPTICLINK, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL, env=env)
+
+    async def stop() -> None:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    return [(await asyncio.wait_for(proc.stdout.readline(), 180)).decode() for _ in range(lines)]
+
+
+async def _demo_page(stack: contextlib.AsyncExitStack) -> tuple[str, list[dict[str, object]]]:
+    """`opticlink demo` (4 cameras, sub-streams in the tiles): its page and the one-time link's sign-in."""
+    data = tempfile.mkdtemp(prefix="opticlink-wall-")
+    line = (await _process(stack, "demo", "--port", "0", "--sim-port", "0", "--data-dir", data))[0]
+    link = re.search(r"https?://\S+", line).group(0)  # type: ignore[union-attr]
     from playwright.async_api import async_playwright
 
     from opticlink.live.chromium import launch
 
-    opticlink = os.path.join(os.path.dirname(sys.executable), "opticlink")
-    data = tempfile.mkdtemp(prefix="opticlink-wall-")
-    demo = await asyncio.create_subprocess_exec(opticlink, "demo", "--port", "0", "--sim-port", "0", "--data-dir",
-                                                data, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
-    assert demo.stdout is not None
-    line = (await asyncio.wait_for(demo.stdout.readline(), 180)).decode()
-    link = re.search(r"https?://\S+", line).group(0)  # type: ignore[union-attr]
-    base = link.split("/login")[0]
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        first = await (await browser.new_context()).new_page()
+        await first.goto(link)  # the one-time link signs this browser in
+        cookies = await first.context.cookies()
+        await browser.close()
+    return link.split("/login")[0], cookies
+
+
+async def _sixteen_page(stack: contextlib.AsyncExitStack) -> tuple[str, list[dict[str, object]]]:
+    """16 simulated cameras with sub-streams (G.711) and `opticlink serve` for them: a 4x4 wall of sub-streams."""
+    from access import admin, bench_env
+
+    printed = await _process(stack, "sim", "--cameras", "16", "--port", "0", "--substream", lines=16)
+    urls = [re.search(r"rtsp://\S+", line).group(0) for line in printed]  # type: ignore[union-attr]
+    data = Path(tempfile.mkdtemp(prefix="opticlink-wall16-"))
+    config = data / "cameras.yaml"
+    config.write_text(f"data_dir: {data}\nrecord: false\ncameras:\n" + "".join(
+        f"  - id: cam{i + 1}\n    url: {url}\n    substream_url: {url}/sub\n" for i, url in enumerate(urls)))
+    served = (await _process(stack, "serve", str(config), "--port", "0", env=bench_env(data)))[0]
+    base = re.search(r"https?://\S+", served).group(0).rstrip("/")  # type: ignore[union-attr]
+    return base, [admin(data).browser_cookie(base)]
+
+
+async def _cases(args: argparse.Namespace, base: str, cookies: list[dict[str, object]]) -> list[dict[str, object]]:
+    from playwright.async_api import async_playwright
+
+    from opticlink.live.chromium import launch
+
     busy = None
     results: list[dict[str, object]] = []
     try:
         async with async_playwright() as pw:
             browser = await launch(pw)
-            first = await (await browser.new_context()).new_page()
-            await first.goto(link)  # the one-time link signs this browser in
-            cookies = await first.context.cookies()
-            await first.context.close()
             if args.busy:
                 busy = multiprocessing.Process(target=_busy, args=(args.busy, time.time() + 24 * 3600), daemon=True)
                 busy.start()
             for case in args.jank_at.split(","):
                 jank_at = None if case == "none" else float(case)
-                print(f"wall: jank {'none' if jank_at is None else f'from {jank_at:g} s'}, {args.seconds:g} s",
-                      file=sys.stderr, flush=True)
+                print(f"wall ({args.page}): jank {'none' if jank_at is None else f'from {jank_at:g} s'}, "
+                      f"{args.seconds:g} s", file=sys.stderr, flush=True)
                 result = await play(_Signed(browser, cookies), f"{base}/", args.seconds, jank_at)
                 results.append(result)
                 for camera, tile in result["tiles"].items():  # type: ignore[union-attr]
@@ -159,9 +211,7 @@ async def main() -> None:
     finally:
         if busy is not None:
             busy.terminate()
-        demo.terminate()
-        await demo.wait()
-    print(json.dumps({"busy": args.busy, "seconds": args.seconds, "cases": results}, indent=2))
+    return results
 
 
 class _Signed:

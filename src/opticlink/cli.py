@@ -9,8 +9,13 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opticlink import __version__
+
+if TYPE_CHECKING:
+    from opticlink.api.config import ServiceConfig
+    from opticlink.store import Database
 
 
 def _add_camera_auth(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +60,8 @@ def _sim_cameras(args: argparse.Namespace, count: int) -> list:
                           password=getattr(args, "sim_password", None),
                           backchannel_file=getattr(args, "backchannel_dir", None)
                           and Path(args.backchannel_dir) / f"cam{i + 1}.bin", echo=echo,
-                          bframes=args.bframes, codec=args.codec, parameter_sets=args.parameter_sets))
+                          bframes=args.bframes, codec=args.codec, parameter_sets=args.parameter_sets,
+                          substream=getattr(args, "substream", False)))
     return out
 
 
@@ -306,15 +312,14 @@ async def _export(args: argparse.Namespace) -> int:
 
     from opticlink.api.config import load_config
     from opticlink.record.export import NothingRecorded, export, parse_time
-    from opticlink.store import Database
     from opticlink.store.recordings import Recordings
 
     config = load_config(args.config)
     known_ids = [c.id for c in config.cameras]
-    if args.camera not in known_ids and (config.data_dir / "opticlink.db").exists():
+    if args.camera not in known_ids and (_shared(config) or (config.data_dir / "opticlink.db").exists()):
         from opticlink.store.cameras import CameraStore
 
-        stored = Database.open(config.data_dir)  # cameras added through the API
+        stored = _catalog(config)  # cameras added through the API
         try:
             known_ids += [row.id for row in CameraStore(stored).all() if row.id not in known_ids]
         finally:
@@ -334,7 +339,7 @@ async def _export(args: argparse.Namespace) -> int:
         raise ValueError("give --last SECONDS, or --start and --end")
     if end <= start:
         raise ValueError("the end must come after the start")
-    db = Database.open(config.data_dir)
+    db = _catalog(config)
     try:
         segments = Recordings(db).segments(args.camera, start, end)
     finally:
@@ -448,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sim-username", help="require Digest authentication with this user")
     s.add_argument("--sim-password", help="... and this password")
     s.add_argument("--backchannel-dir", type=Path, help="write what each camera's speaker receives to DIR/camN.bin")
+    s.add_argument("--substream", action="store_true",
+                   help="also serve each camera's low-resolution sub-stream at camN/sub (for a wall of tiles)")
     s.add_argument("--onvif", action="store_true",
                    help="also serve each camera as an ONVIF device (SOAP over HTTP, one port per camera) and answer "
                         "WS-Discovery Probes sent to HOST (unicast; it never joins the multicast group)")
@@ -490,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", type=Path, required=True, help="the file to write: .mkv, .mp4 or .mov")
 
     u = verbs.add_parser("user", help="add, list, remove users; change a password; make an API token",
-                         description="Manage the service's users (in its database: --config's data_dir, or "
+                         description="Manage the service's users (in its database: --config's, or "
                                      "--data-dir, else the default data directory). Roles: admin (everything), "
                                      "operator (watch, listen, talk where allowed), viewer (watch and listen). "
                                      "Passwords are read from a prompt (not echoed) or, piped, from stdin.")
@@ -517,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--revoke", action="store_true", help="remove the user's tokens with this label instead")
     m = verbs.add_parser("cameras", help="the service's cameras: export them as YAML",
                          description="The cameras of the service: those its YAML declares and those added through "
-                                     "the API (kept in its database: --config's data_dir, or --data-dir).")
+                                     "the API (kept in its database: --config's, or --data-dir's).")
     camera_actions = m.add_subparsers(dest="action", required=True)
     me = camera_actions.add_parser("export", help="print the YAML of every camera (declared and added)",
                                    description="Print the `cameras:` YAML of the current set, loadable as a "
@@ -540,8 +547,8 @@ async def _cameras(args: argparse.Namespace) -> int:
     declared = config.cameras if config is not None else []
     directory = args.data_dir or (config.data_dir if config is not None else default_data_dir())
     stored: list[tuple[CameraConfig, bool]] = []
-    if (directory / "opticlink.db").exists():
-        db = Database.open(directory)
+    if (config is not None and _shared(config)) or (directory / "opticlink.db").exists():
+        db = _catalog(config) if config is not None and _shared(config) else Database.open(directory)
         try:
             ids = {c.id for c in declared}
             for row in CameraStore(db).all():
@@ -563,6 +570,21 @@ async def _cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shared(config: ServiceConfig) -> bool:
+    """Whether the config's catalog is a shared database (PostgreSQL) rather than the data_dir's file."""
+    from opticlink.store.database import is_database_url
+
+    return is_database_url(config.database)
+
+
+def _catalog(config: ServiceConfig) -> Database:
+    """The catalog a config names: its PostgreSQL database, else the SQLite file in its data_dir (the
+    commands read what the service wrote even when the service itself runs in memory)."""
+    from opticlink.store import Database
+
+    return Database.connect(config.database, config.data_dir) if _shared(config) else Database.open(config.data_dir)
+
+
 def _read_password() -> str:
     """From a prompt that does not echo, asked twice; or the first line of piped stdin."""
     import getpass
@@ -580,8 +602,9 @@ async def _user(args: argparse.Namespace) -> int:
     from opticlink.auth.gate import Gate
     from opticlink.store import Database
 
-    directory = args.data_dir or (load_config(args.config).data_dir if args.config else default_data_dir())
-    db = Database.open(directory)
+    config = load_config(args.config) if args.config else None
+    directory = args.data_dir or (config.data_dir if config is not None else default_data_dir())
+    db = _catalog(config) if config is not None and _shared(config) and not args.data_dir else Database.open(directory)
     gate = Gate(db)
     try:
         if args.action == "add":

@@ -60,9 +60,20 @@ def test_the_verdict_names_a_fast_audio_clock():
 
 def test_the_verdict_says_timing_comes_from_arrival_without_sender_reports():
     said = verdict(_minute(source="arrival", jitter=3.0))
-    assert said == "no Sender Reports: timing from arrival, accuracy ±6 ms"
+    assert said == "the camera sends no RTCP Sender Reports: lip sync relies on arrival times, accurate to ±6 ms"
     said = verdict(_minute(source="fallback", reason="the camera's wall clock froze"))
-    assert said == "Sender Reports refused (the camera's wall clock froze): timing from arrival, accuracy ±2 ms"
+    assert said == ("the camera's RTCP Sender Reports are refused (the camera's wall clock froze): lip sync relies "
+                    "on arrival times, accurate to ±2 ms")
+
+
+def test_the_verdict_waits_before_saying_a_camera_sends_no_sender_reports():
+    # every camera is timed by arrival until its first report comes: not a fault in its first seconds
+    young = [s for s in _minute(source="arrival", jitter=3.0) if s.t >= 1054]  # 6 s of samples
+    assert verdict(young).startswith("no RTCP Sender Reports from the camera yet: lip sync relies on arrival")
+    # a camera whose audio is timed by reports but its video not: the odd track named
+    mixed = [Sample(s.t, True, (_track("video", source="arrival"), _track(source="rtcp")), 0.0)
+             for s in _minute()]
+    assert verdict(mixed) == "no usable RTCP Sender Reports for the video: timed by arrival"
 
 
 def test_the_verdict_counts_lost_packets_offline_and_re_anchors():
@@ -109,13 +120,14 @@ async def test_simulated_faults_reach_the_metrics_the_history_and_the_verdict(si
                 gate = (await client.get("/api/cameras/gate/diagnostics?seconds=60")).json()
                 skews = [v for v in door["series"].get("audio.skew_ppm", []) if v is not None]
                 # the first Sender Reports give a coarse figure (8 kHz ticks over a second or two): wait
-                if skews and abs(skews[-1] - 300) < 60 and "arrival" in gate["verdict"]:
+                if skews and abs(skews[-1] - 300) < 60 and "sends no RTCP" in gate["verdict"]:
                     return door, gate
                 return None
 
-            door, gate = await _wait(verdicts, 30)
+            door, gate = await _wait(verdicts, 40)
             assert "the camera's audio clock runs 3" in door["verdict"] and door["verdict"].endswith("corrected")
-            assert gate["verdict"].startswith("no Sender Reports: timing from arrival, accuracy ±")
+            assert gate["verdict"].startswith("the camera sends no RTCP Sender Reports: lip sync relies on arrival "
+                                              "times, accurate to ±"), gate["verdict"]
             assert len(door["t"]) >= 2 and door["step_s"] == FINE_STEP_S and monitor.task is not None
             skews = [v for v in door["series"]["audio.skew_ppm"] if v is not None]
             assert skews and skews[-1] == pytest.approx(300, abs=60)

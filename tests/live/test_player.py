@@ -17,22 +17,26 @@ import pytest
 import websockets
 from playwright.async_api import async_playwright
 
+from opticlink.api.app import BENCH_ENV
 from opticlink.live.chromium import launch
-from opticlink.live.judge import clips, judge, record
 from tests.auth.helpers import credentials, sign_in
+from tests.live.judge import clips, judge, record
 from tests.peers.conftest import gstreamer_server
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
 STATS = "cam => document.querySelector(`opticlink-player[camera='${cam}']`)?.stats ?? null"
 OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
+BENCH_PAGES = Path(__file__).resolve().parents[1] / "web"  # live.html, judge.html: at /static/bench with bench=True
 
 
 @contextlib.asynccontextmanager
-async def process(*args: str, lines: int = 1):
+async def process(*args: str, lines: int = 1, bench: bool = False):
     """Run an `opticlink` verb as its own process (as a user would); yields the first `lines` lines
-    it prints, which carry its addresses."""
+    it prints, which carry its addresses. `bench`: the service also serves the test pages (`BENCH_PAGES`)
+    at /static/bench, and the test-only routes (`opticlink.api.app.BENCH_ENV`)."""
+    env = {**os.environ, BENCH_ENV: str(BENCH_PAGES)} if bench else None
     proc = await asyncio.create_subprocess_exec(OPTICLINK, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
+                                                stderr=asyncio.subprocess.DEVNULL, env=env)
     try:
         printed = [(await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip() for _ in range(lines)]
         yield proc, printed
@@ -48,15 +52,15 @@ def address(line: str) -> str:
 
 @contextlib.asynccontextmanager
 async def camera_and_service(tmp_path, *sim_args: str, yaml: str = ""):
-    """`opticlink sim` with one camera and `opticlink serve` for it, each in its own process; yields
-    the simulator, its URL, the service's address and credentials (an admin's session and token).
-    `yaml`: more top-level configuration lines (`segment_seconds: 5`)."""
+    """`opticlink sim` with one camera and `opticlink serve` for it (with the test pages at /static/bench),
+    each in its own process; yields the simulator, its URL, the service's address and credentials (an
+    admin's session and token). `yaml`: more top-level configuration lines (`segment_seconds: 5`)."""
     async with process("sim", "--port", "0", "--size", "320x180", *sim_args) as (sim, printed):
         url = address(printed[0])
         config = tmp_path / "cameras.yaml"
         config.write_text(f"data_dir: {tmp_path}\n{yaml}\ncameras:\n  - id: cam1\n    name: Door\n    url: {url}\n")
         creds = credentials(tmp_path)  # in the database the service opens
-        async with process("serve", str(config), "--port", "0") as (_, served):
+        async with process("serve", str(config), "--port", "0", bench=True) as (_, served):
             yield sim, url, address(served[0]), creds
 
 
@@ -291,7 +295,8 @@ async def test_hevc_camera_gets_a_clear_message_where_the_browser_cannot_decode_
         config = tmp_path / "cameras.yaml"
         config.write_text(f"data_dir: {tmp_path}\ncameras:\n  - id: hevc\n    url: {url}\n")
         creds = credentials(tmp_path)
-        async with process("serve", str(config), "--port", "0") as (_, served), browser_page() as (page, _):
+        async with process("serve", str(config), "--port", "0", bench=True) as (_, served), \
+                browser_page() as (page, _):
             await sign_in(page, address(served[0]), creds)
             await page.goto(f"{address(served[0])}/static/bench/live.html?camera=hevc")
             await asyncio.sleep(6)

@@ -22,7 +22,7 @@ import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
@@ -37,7 +37,7 @@ from opticlink.api.cameras import add_routes as add_camera_routes
 from opticlink.api.cameras import describe
 from opticlink.api.config import CameraConfig
 from opticlink.api.playback import opener, serve_playback, timeline
-from opticlink.api.service import Service, _secrets
+from opticlink.api.service import Service, _secrets, talk_unavailable
 from opticlink.api.settings import CameraSettings
 from opticlink.auth.gate import Gate, LoginRefused
 from opticlink.auth.roles import Principal
@@ -46,6 +46,10 @@ from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import serve_viewer, talker_name
 
 WEB_DIR = Path(str(resources.files("opticlink") / "web"))
+# Tests and benchmarks only, off unless set: a directory of their pages (the repository's `tests/web`)
+# served at /static/bench, to signed-in users as the rest of /static (its pages import the player by
+# relative URL, `../player.js`), and the routes only they need (`_bench_routes`). Not in the package.
+BENCH_ENV = "OPTICLINK_BENCH_DIR"
 ISOLATION = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -53,6 +57,7 @@ ISOLATION = {
 }
 PUBLIC = frozenset({"/healthz", "/login", "/logout"})  # the only paths served without credentials
 PAGES = frozenset({"/", "/audit"})  # sent to the login page instead of a 401
+CAMERA_PAGES = ("/diagnostics",)  # /cameras/{id}/diagnostics: a 401 whose page goes on to the login page
 PRINCIPAL = "opticlink.principal"  # the scope key AccessControl leaves the request's Principal under
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_LOGIN_BODY = 8192  # bytes: a name and a password
@@ -135,12 +140,29 @@ class AccessControl:
                 scope[PRINCIPAL] = who
                 await self.app(scope, receive, send)
                 return
-            if path in PAGES and method == "GET":
+            if method == "GET" and path in PAGES:
                 response = RedirectResponse("/login" if path == "/" else f"/login?next={path}", 303)
+            elif method == "GET" and _camera_page(path):
+                response = _log_in_first(path)
             else:
                 response = JSONResponse({"detail": "log in first (session cookie or Authorization: Bearer token)"},
                                         401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
+
+
+def _camera_page(path: str) -> bool:
+    """Whether `path` is a camera's page (/cameras/{id}/diagnostics): a browser goes to log in first."""
+    parts = path.split("/")
+    return len(parts) == 4 and parts[1] == "cameras" and bool(parts[2]) and f"/{parts[3]}" in CAMERA_PAGES
+
+
+def _log_in_first(path: str) -> Response:
+    """A camera page asked for without credentials: 401 (as any route), with a page that takes a browser
+    on to the login page, and back here after it."""
+    target = html.escape(f"/login?next={quote(path)}")
+    page = (f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={target}">'
+            f'<title>Log in – OpticLink</title><p>Log in first: <a href="{target}">the login page</a></p>')
+    return HTMLResponse(page, 401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _principal(request: Request) -> Principal:
@@ -185,6 +207,18 @@ def _next(value: str | None) -> str:
     return value if value and value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
 
 
+def _bench_routes(app: FastAPI, service: Service, pages: Path) -> None:
+    """What only tests and benchmarks use, when `BENCH_ENV` names their pages: those pages at
+    /static/bench, and DELETE /api/hub/latency (admins: a bench's measuring window starts afresh)."""
+    app.mount("/static/bench", StaticFiles(directory=pages), name="bench")  # a missing directory fails here
+
+    @app.delete("/api/hub/latency", status_code=204)
+    async def reset_hub_latency(_: Admin) -> Response:
+        for runtime in service.cameras.values():
+            runtime.live.latencies.clear()
+        return Response(status_code=204)
+
+
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="OpticLink", docs_url="/api/docs", openapi_url="/api/openapi.json")
     gate = service.gate
@@ -208,6 +242,8 @@ def create_app(service: Service) -> FastAPI:
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    if bench := os.environ.get(BENCH_ENV):
+        _bench_routes(app, service, Path(bench))  # before /static, which would answer for /static/bench
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -290,6 +326,14 @@ def create_app(service: Service) -> FastAPI:
     async def audit_page(_: Admin) -> FileResponse:
         return FileResponse(WEB_DIR / "audit.html")
 
+    @app.get("/cameras/{camera}/diagnostics", include_in_schema=False)
+    async def diagnostics_page(camera: str, _: Caller) -> FileResponse:
+        """A camera's diagnostics page (any logged-in role, as its data); the page reads the camera from
+        its path. The former address, /static/diagnostics.html?camera=ID, still serves it."""
+        if service.camera_config(camera) is None:
+            raise HTTPException(404, f"no camera {camera[:64]!r}")
+        return FileResponse(WEB_DIR / "diagnostics.html")
+
     def _listing(config: CameraConfig, who: Principal) -> dict[str, object]:
         """A camera's status, whether it is `declared` (in cameras.yaml: not editable here) and `enabled`;
         for admins also its configuration (`config`, never the password: `password_set`)."""
@@ -356,12 +400,6 @@ def create_app(service: Service) -> FastAPI:
         return {"count": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
                 "max_ms": float(ms.max())}
 
-    @app.delete("/api/hub/latency", status_code=204)
-    async def reset_hub_latency(_: Admin) -> Response:
-        for runtime in service.cameras.values():
-            runtime.live.latencies.clear()
-        return Response(status_code=204)
-
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         for runtime in service.cameras.values():
@@ -419,7 +457,7 @@ def create_app(service: Service) -> FastAPI:
         try:
             await serve_viewer(websocket, feed, runtime.talk, user=who.name,
                                half_duplex=lambda: runtime.config.half_duplex,  # the settings at each talk
-                               talk_unavailable=lambda: settings.talk_unavailable(runtime.config),
+                               talk_unavailable=lambda: talk_unavailable(runtime),
                                talk_refusal=who.talk_refusal(camera), on_event=event, hello=hello, others=others)
         finally:
             if stream == "sub":

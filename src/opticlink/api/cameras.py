@@ -29,7 +29,7 @@ from opticlink.camera.probe import _track_report, _without_secrets
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
 from opticlink.media import MediaFrame
-from opticlink.rtsp.client import ClientConfig
+from opticlink.rtsp.client import ClientConfig, MediaState
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ PROBE_SECONDS = 3.0  # media watched once the camera plays
 PROBE_TIMEOUT_S = 8.0  # a probe answers within this, whatever the camera does
 MAX_PROBES = 2  # probes at once; more get 429
 NAMES = {"H264": "H.264", "H265": "H.265", "PCMU": "G.711 µ-law", "PCMA": "G.711 A-law", "MPEG4-GENERIC": "AAC",
-         "L16": "L16 (uncompressed)"}  # codecs as a camera's settings page names them
+         "L16": "L16 (uncompressed)",  # codecs as a camera's settings page names them; those we take, then others
+         "MPA": "MPEG audio (MP2/MP3)", "MP4A-LATM": "AAC in LATM", "G722": "G.722", "G726-16": "G.726",
+         "G726-24": "G.726", "G726-32": "G.726", "G726-40": "G.726", "OPUS": "Opus", "JPEG": "Motion JPEG",
+         "MP4V-ES": "MPEG-4 video", "H263-1998": "H.263"}
 MAX_BODY = 16384
 MAX_TEXT = 2000  # characters of any one setting  # bytes of a camera's JSON
 FIELDS = frozenset(CameraConfig.model_fields)
@@ -235,6 +238,26 @@ def _problem_for_error(error: RtspError, url: str) -> str:
     return f"the camera could not be played: {text}"
 
 
+def _codec_words(codec: str) -> str:
+    """A codec as a person reads it: "MPEG audio (MP2/MP3) (MPA)" for `MPA/90000`."""
+    raw = codec.split("/")[0]
+    name = NAMES.get(raw.upper())
+    if name is None:
+        return raw
+    return name if raw.upper() in name.upper() else f"{name} ({raw})"
+
+
+def _unsupported_audio(unsupported: list[MediaState]) -> dict[str, object] | None:
+    """The probe's `audio` when the camera's only sound is in a codec we do not take (else None)."""
+    audio = next((m for m in unsupported if m.kind == "audio"), None)
+    if audio is None:
+        return None
+    encoding, _, rate = audio.codec.partition("/")
+    return {"codec": encoding, "name": NAMES.get(encoding.upper()),
+            "clock_rate": int(rate.split("/")[0]) if rate.split("/")[0].isdigit() else None, "frames": 0,
+            "supported": False}
+
+
 async def probe_camera(url: str, username: str | None, password: str | None,
                        seconds: float = PROBE_SECONDS) -> dict[str, object]:
     """Play a camera for `seconds` (bounded by `PROBE_TIMEOUT_S` in all) and say what it sends and what
@@ -286,13 +309,23 @@ async def probe_camera(url: str, username: str | None, password: str | None,
         problems.append(_problem_for_error(error, url))
     elif timed_out:
         problems.append(f"the camera did not start sending within {PROBE_TIMEOUT_S:g} s")
-    for m in media:
-        if m.state.startswith("unsupported"):
-            codec = NAMES.get(m.codec.split("/")[0].upper(), m.codec.split("/")[0])
-            problems.append(f"{m.kind} codec {codec} is not supported"
-                            + (": choose G.711, AAC or L16 in the camera's settings" if m.kind == "audio" else ""))
     video_tracks = [t for t in tracks if t.media == "video"]
     audio_tracks = [t for t in tracks if t.media == "audio"]
+    # sections left out for their codec (an ONVIF metadata stream, "unsupported media application", is no problem)
+    unsupported = [m for m in media if m.state.startswith("unsupported codec") and m.kind in ("audio", "video")]
+    for m in unsupported:
+        codec = _codec_words(m.codec)
+        if m.kind == "audio" and not audio_tracks:
+            problems.append(f"audio codec {codec} is not supported: the camera's sound cannot be heard or "
+                            "recorded (choose G.711, AAC or L16 in the camera's audio settings)")
+        elif m.kind == "audio":
+            problems.append(f"audio codec {codec} is not supported: that audio stream is left out (the camera's "
+                            f"{_codec_words(audio_tracks[0].codec)} sound is used)")
+        elif not video_tracks:
+            problems.append(f"video codec {codec} is not supported: the camera's picture cannot be shown or "
+                            "recorded (choose H.264 in the camera's video settings)")
+        else:
+            problems.append(f"video codec {codec} is not supported: that video stream is left out")
     if any(t.codec.upper() == "H265" for t in video_tracks):
         problems.append("H.265: a browser without H.265 support cannot show it (every browser shows H.264: "
                         "choose H.264 in the camera's settings)")
@@ -329,9 +362,9 @@ async def probe_camera(url: str, username: str | None, password: str | None,
                   "width": resolution[0] if resolution else None,
                   "height": resolution[1] if resolution else None, "frame_rate": fps,
                   "frames": counts["video"]} if video_tracks else None,
-        "audio": {"codec": audio_tracks[0].codec, "name": NAMES.get(audio_tracks[0].codec.upper()),
-                  "clock_rate": audio_tracks[0].clock_rate,
-                  "frames": counts["audio"]} if audio_tracks else None,
+        "audio": ({"codec": audio_tracks[0].codec, "name": NAMES.get(audio_tracks[0].codec.upper()),
+                   "clock_rate": audio_tracks[0].clock_rate, "frames": counts["audio"], "supported": True}
+                  if audio_tracks else _unsupported_audio(unsupported)),
         "backchannel": ({"codec": backchannel.format.encoding, "clock_rate": backchannel.format.clock_rate}
                         if backchannel is not None else None),
         "sender_reports": sum(t.sender_reports for t in tracks),

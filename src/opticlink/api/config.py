@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class CameraConfig(BaseModel):
@@ -48,6 +48,19 @@ def default_data_dir() -> Path:
 
 
 class ServiceConfig(BaseModel):
+    """The service's configuration (the YAML `opticlink serve` reads).
+
+    `database` is where the catalog lives (users, sessions, API tokens, cameras added through the API,
+    the recording index, the audit log): "file" (data_dir/opticlink.db, SQLite: what a YAML gets by
+    default), "memory" (gone at exit: the demo's, and a service built in code), or a PostgreSQL URL,
+    `postgresql://user:password@host:5432/name` (libpq parameters such as `?sslmode=require` after it; the
+    password may instead come from PGPASSWORD or ~/.pgpass), for nodes that share one catalog. Both go
+    through the same data-access layer (`opticlink.store`). The password is never printed or logged: this
+    model's repr and validation errors mask it, as camera passwords are.
+    """
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # an error never echoes a value (a URL's password)
+
     cameras: list[CameraConfig] = Field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -56,8 +69,8 @@ class ServiceConfig(BaseModel):
     # for the microphone and SharedArrayBuffer off localhost); true also on loopback; false never
     tls_cert: Path | None = None  # your certificate (PEM, chain after it), else a self-signed one in data_dir
     tls_key: Path | None = None  # its private key (PEM, unencrypted)
-    database: Literal["file", "memory"] = "memory"  # file: data_dir/opticlink.db (what `serve` uses); memory:
-    #                                                 gone at exit (the demo's, and a service built in code)
+    database: str = "memory"  # file: data_dir/opticlink.db (what `serve` uses); memory: gone at exit (the
+    #                           demo's, and a service built in code); or postgresql://user:password@host:port/name
     hosts: list[str] = Field(default_factory=list)  # names the service is reached by, beyond localhost, the listen
     #                                 address and IP literals; a request naming another host is refused (DNS rebinding)
     origins: list[str] = Field(default_factory=list)  # other page origins allowed to open the live WebSocket
@@ -69,6 +82,25 @@ class ServiceConfig(BaseModel):
     segment_seconds: float = Field(60.0, ge=2, le=600)  # a new segment file at the first keyframe after this
     retain_gb: float | None = Field(None, gt=0)  # all recordings together: the oldest go past this
     min_free_gb: float = Field(1.0, ge=0)  # ... and whenever the disk has less free than this
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("file", "memory"):
+            return value
+        from opticlink.store.database import postgresql_url  # SQLAlchemy: imported only for a service
+
+        postgresql_url(value)  # ValueError naming no password
+        return value
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for name, value in super().__repr_args__():
+            if name == "database" and isinstance(value, str) and "://" in value:
+                from opticlink.store.database import mask_url
+
+                value = mask_url(value)
+            yield name, value
 
     @property
     def recordings_root(self) -> Path:

@@ -37,6 +37,7 @@ DEFAULT_SECONDS = 600
 SKEW_NOTE_PPM = 100.0  # a clock further off than this is worth saying (cameras are often 10-50 ppm off)
 LOSS_NOTE_PCT = 0.5  # packets lost beyond this share in the window
 JITTER_NOTE_MS = 30.0  # interarrival jitter beyond this
+NO_REPORTS_AFTER_S = 10.0  # timed by arrival this long (cameras send a report each 5 s or so): it sends none
 SOURCE_CODES = {"arrival": 0, "rtcp": 1, "fallback": 2}  # the `source` series: numbers for a plot
 FIELDS = ("skew_ppm", "jitter_ms", "lost", "reordered", "source", "reanchors")
 
@@ -60,13 +61,15 @@ class Sample:
     connected: bool
     tracks: tuple[TrackSample, ...]
     av_correction_ms: float | None
+    # the recorder's totals (`metrics.read_camera`): bytes, segments, gaps, frames_skipped, active; None: not recorded
+    recording: dict[str, float] | None = None
 
 
 def sample_of(reading: CameraReading, t: float) -> Sample:
     return Sample(t, reading.connected,
                   tuple(TrackSample(r.track, r.skew_ppm, r.jitter_ms, r.lost, r.reordered, r.expected, r.source,
                                     r.reanchors, r.fallback_reason) for r in reading.tracks),
-                  reading.av_correction_ms)
+                  reading.av_correction_ms, dict(reading.recording) if reading.recording is not None else None)
 
 
 class History:
@@ -115,16 +118,27 @@ def columns(samples: Sequence[Sample], start: float) -> dict[str, Any]:
     return {"t": [round(s.t, 3) for _, s in shown], "series": out}
 
 
+def _recording_totals(recording: dict[str, float] | None) -> dict[str, Any] | None:
+    """The recorder's totals for the route: whole numbers, `active` true or false; None: not recorded."""
+    if recording is None:
+        return None
+    return {"gaps": int(recording.get("gaps", 0)), "frames_skipped": int(recording.get("frames_skipped", 0)),
+            "segments": int(recording.get("segments", 0)), "bytes": int(recording.get("bytes", 0)),
+            "active": bool(recording.get("active", 0))}
+
+
 def verdict(samples: Sequence[Sample]) -> str:
     """What is wrong with the camera's timing and reception over `samples` (oldest first, e.g. the
     last minute), in one line of plain words; "all well" when nothing is."""
     if not samples:
         return "no data yet"
     last = samples[-1]
+    first = samples[0]
+    recorded = _recording_note(first, last)
     if not last.connected:
         seen = next((s.t for s in reversed(samples) if s.connected), None)
-        return "the camera is offline" + (f" (since {last.t - seen:.0f} s)" if seen is not None else "")
-    first = samples[0]
+        offline = "the camera is offline" + (f" (since {last.t - seen:.0f} s)" if seen is not None else "")
+        return "; ".join([offline, *recorded])
     said: list[str] = []
     now = {t.track: t for t in last.tracks}
     then = {t.track: t for t in first.tracks}
@@ -132,9 +146,7 @@ def verdict(samples: Sequence[Sample]) -> str:
     expected = sum(now[k].expected - then[k].expected for k in now if k in then)
     lost = sum(now[k].lost - then[k].lost for k in now if k in then)
     if expected > 0 and 100 * lost / expected >= LOSS_NOTE_PCT:
-        span = last.t - first.t
-        said.append(f"packets lost: {100 * lost / expected:.0f} % in the last "
-                    f"{'minute' if abs(span - 60) < 10 else f'{span:.0f} s'}")
+        said.append(f"packets lost: {100 * lost / expected:.0f} % in the last {_span_words(last.t - first.t)}")
     # re-anchors, over the window
     for name, track in now.items():
         jumps = track.reanchors - then[name].reanchors if name in then else 0
@@ -147,12 +159,20 @@ def verdict(samples: Sequence[Sample]) -> str:
         jitter = max((t.jitter_ms for t in last.tracks if t.jitter_ms is not None), default=0.0)
         accuracy = max(1, round(2 * jitter))
         reasons = sorted({t.fallback_reason for t in last.tracks if t.fallback_reason})
-        why = ("no Sender Reports" if sources == {"arrival"} else
-               f"Sender Reports refused ({'; '.join(reasons)})" if reasons else "Sender Reports refused")
-        said.append(f"{why}: timing from arrival, accuracy ±{accuracy} ms")
+        if sources == {"arrival"}:
+            # every camera is timed by arrival until its first reports: "sends none" once that has lasted
+            since = next((s.t for s in samples if s.connected and any(t.source for t in s.tracks)), last.t)
+            lasted = last.t - since >= NO_REPORTS_AFTER_S and all(
+                t.source in (None, "arrival") for s in samples if s.t >= since for t in s.tracks)
+            why = ("the camera sends no RTCP Sender Reports" if lasted else
+                   "no RTCP Sender Reports from the camera yet")
+        else:
+            why = (f"the camera's RTCP Sender Reports are refused ({'; '.join(reasons)})" if reasons else
+                   "the camera's RTCP Sender Reports are refused")
+        said.append(f"{why}: lip sync relies on arrival times, accurate to ±{accuracy} ms")
     elif "fallback" in sources or "arrival" in sources:
         odd = sorted(t.track for t in last.tracks if t.source in ("arrival", "fallback"))
-        said.append(f"no usable Sender Reports on {', '.join(odd)}: timed by arrival")
+        said.append(f"no usable RTCP Sender Reports for the {' and '.join(odd)}: timed by arrival")
     # clock skew: the median over the window, per track
     clocks = []
     for name in sorted(now):
@@ -166,7 +186,26 @@ def verdict(samples: Sequence[Sample]) -> str:
              if t.jitter_ms is not None and t.jitter_ms >= JITTER_NOTE_MS]
     if rough:
         said.append(f"network jitter: {', '.join(rough)}")
+    said += recorded
     return "; ".join(said) if said else "all well"
+
+
+def _recording_note(first: Sample, last: Sample) -> list[str]:
+    """The recording's gaps and skipped frames between two samples, in words (none: [])."""
+    if first.recording is None or last.recording is None:
+        return []
+    gaps = last.recording.get("gaps", 0) - first.recording.get("gaps", 0)
+    skipped = last.recording.get("frames_skipped", 0) - first.recording.get("frames_skipped", 0)
+    if gaps <= 0 and skipped <= 0:
+        return []
+    parts = [f"{gaps:.0f} gap{'s' if gaps != 1 else ''}"] if gaps > 0 else []
+    if skipped > 0:
+        parts.append(f"{skipped:.0f} frame{'s' if skipped != 1 else ''} skipped")
+    return [f"recording: {' and '.join(parts)} in the last {_span_words(last.t - first.t)}"]
+
+
+def _span_words(span: float) -> str:
+    return "minute" if abs(span - 60) < 10 else f"{span:.0f} s"
 
 
 class Monitor:
@@ -223,8 +262,10 @@ class Monitor:
         history = self.histories.get(camera) or History()
         samples, step = history.window(seconds, now)
         recent = [s for s in history.fine if s.t >= now - VERDICT_WINDOW_S - FINE_STEP_S / 2]
+        latest = history.fine[-1] if history.fine else None
         return {"camera": camera, "seconds": seconds, "step_s": step, **columns(samples, now - seconds),
-                "source_codes": SOURCE_CODES, "verdict": verdict(recent)}
+                "source_codes": SOURCE_CODES, "verdict": verdict(recent),
+                "recording": _recording_totals(latest.recording if latest is not None else None)}
 
 
 _monitors: weakref.WeakKeyDictionary[Service, Monitor] = weakref.WeakKeyDictionary()

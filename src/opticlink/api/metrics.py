@@ -91,7 +91,7 @@ class CameraReading:
     viewers: dict[str, int]  # per stream: main, sub
     tracks: list[TrackReading] = field(default_factory=list)
     av_correction_ms: float | None = None
-    recording: dict[str, float] | None = None  # bytes, segments, gaps, active; None: not recorded
+    recording: dict[str, float] | None = None  # bytes, segments, gaps, frames_skipped, active; None: not recorded
     talk: dict[str, float] | None = None  # sessions, packets; None: no talk
 
 
@@ -146,13 +146,13 @@ def read_camera(runtime: CameraRuntime, totals: Totals) -> CameraReading:
         # the segment being written counts once its segment closes (`stats.bytes`); until then, as far as written
         writer = getattr(recorder, "_writer", None)
         written = stats.bytes + (getattr(writer, "bytes", 0) if writer is not None else 0)
-        gap = getattr(recorder, "_gap_id", None)  # the database row of the gap open now (recording paused)
         out.recording = {
             "bytes": totals.add((camera, "recording", "bytes"), recorder, written),
             "segments": totals.add((camera, "recording", "segments"), recorder, stats.segments),
-            # each gap is a new database row: counted once when seen open (the recorder keeps no count of
-            # its own, so a gap opened and closed between two reads, 2 s apart, is missed)
-            "gaps": totals.distinct((camera, "recording", "gaps"), gap),
+            # the recorder's own counts (`RecorderStats`): every gap it indexed, however short, and the frames
+            # it lost (its queue overflowed, the disk was full); carried across a camera restart
+            "gaps": totals.add((camera, "recording", "gaps"), recorder, stats.gaps),
+            "frames_skipped": totals.add((camera, "recording", "frames_skipped"), recorder, stats.frames_skipped),
             "active": 1.0 if writer is not None else 0.0,
         }
     talk = runtime.talk
@@ -203,7 +203,9 @@ def families(readings: list[CameraReading]) -> Iterator[Metric]:
     rec_bytes = CounterMetricFamily("opticlink_recording_bytes", "bytes written to recordings", labels=cam)
     rec_segments = CounterMetricFamily("opticlink_recording_segments", "recording segments started", labels=cam)
     rec_gaps = CounterMetricFamily("opticlink_recording_gaps", "recording gaps opened (camera offline, "
-                                   "restarted stream, overflow, disk full)", labels=cam)
+                                   "restarted stream, overflow, disk full, service not running)", labels=cam)
+    rec_skipped = CounterMetricFamily("opticlink_recording_frames_skipped", "frames lost to the recording (the "
+                                      "recorder's queue overflowed, the disk was full)", labels=cam)
     rec_active = GaugeMetricFamily("opticlink_recording_active", "1 while a segment is being written", labels=cam)
     talk_sessions = CounterMetricFamily("opticlink_talk_sessions", "backchannel opens (talk)", labels=cam)
     talk_packets = CounterMetricFamily("opticlink_talk_packets_sent", "talk frames sent to the camera's "
@@ -233,9 +235,10 @@ def families(readings: list[CameraReading]) -> Iterator[Metric]:
             rec_bytes.add_metric([c], r.recording["bytes"])
             rec_segments.add_metric([c], r.recording["segments"])
             rec_gaps.add_metric([c], r.recording["gaps"])
+            rec_skipped.add_metric([c], r.recording["frames_skipped"])
             rec_active.add_metric([c], r.recording["active"])
         if r.talk is not None:
             talk_sessions.add_metric([c], r.talk["sessions"])
             talk_packets.add_metric([c], r.talk["packets"])
     yield from (connected, reconnects, viewers, skew, jitter, lost, reordered, expected, source, reanchors, av,
-                rec_bytes, rec_segments, rec_gaps, rec_active, talk_sessions, talk_packets)
+                rec_bytes, rec_segments, rec_gaps, rec_skipped, rec_active, talk_sessions, talk_packets)

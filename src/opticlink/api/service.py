@@ -282,6 +282,9 @@ class CameraRuntime:
             "packets": talk.packets_sent,
             "frames_rejected": talk.frames_rejected, "frames_dropped": talk.frames_dropped,
             "talkspurt_skips": pacer.skips if pacer is not None else 0, "latency": talk.latency_stats(),
+            # whether the camera has a speaker: None until its backchannel has opened or been refused
+            "speaker": False if talk.no_speaker else (True if talk.opens else None),
+            "no_speaker": talk.no_speaker,
         }
         back = self.return_path
         if back is not None:
@@ -347,12 +350,42 @@ def _follow_settings(runtime: CameraRuntime, changed: Mapping[str, tuple[object,
     if "audio_offset_ms" in changed:
         sub.session.set_audio_offset(config.audio_offset_ms)
     if "talkback" in changed:
-        reason = settings.talk_unavailable(config)
+        reason = talk_unavailable(runtime)
         if reason is not None and talker is not None:
             for viewer in feed.viewers:
                 viewer.mute_audio = False
             feed.broadcast(json.dumps({"type": "talk", "talking": None, "state": "error", "reason": reason}), now)
         announce_talk_available(feed, runtime.talk, reason, now)
+
+
+SPEAKER_CHECKS = 3  # times a camera that could not be reached is asked again whether it has a speaker
+SPEAKER_CHECK_INTERVAL_S = 30.0
+
+
+async def _check_speaker(runtime: CameraRuntime) -> None:
+    """Learn whether the camera has a speaker before anyone presses talk, and tell the viewers when
+    it has none (their talk button goes): asked at start, and again while it cannot be reached."""
+    talk = runtime.talk
+    assert talk is not None
+    for _ in range(SPEAKER_CHECKS):
+        reason = await talk.check_speaker()
+        if reason is not None:
+            log.info("camera %s: %s; talk is off for it", runtime.config.id, reason)
+            now = asyncio.get_running_loop().time()
+            for feed in runtime.feeds():
+                announce_talk_available(feed, talk, reason, now)
+            return
+        if talk.error is None:
+            return  # it has a speaker
+        await asyncio.sleep(SPEAKER_CHECK_INTERVAL_S)
+
+
+def talk_unavailable(runtime: CameraRuntime) -> str | None:
+    """Why nobody may talk to the camera now: talkback off, or no speaker."""
+    reason = settings.talk_unavailable(runtime.config)
+    if reason is None and runtime.talk is not None:
+        reason = runtime.talk.no_speaker
+    return reason
 
 
 class Service:
@@ -361,7 +394,7 @@ class Service:
 
     def __init__(self, config: ServiceConfig, database: Database | None = None) -> None:
         self.config = config
-        self.database = database or Database.open(config.data_dir if config.database == "file" else None)
+        self.database = database or Database.connect(config.database, config.data_dir)
         self.gate = Gate(self.database,
                          policy=RequestPolicy(config.hosts, config.host, config.origins),
                          sessions=SessionPolicy(idle=config.session_idle_minutes * 60,
@@ -434,9 +467,17 @@ class Service:
             if self.retention is not None:
                 runtime.recorder.on_segment_closed = lambda: loop.call_soon_threadsafe(self._retention_due.set)
         runtime.task = loop.create_task(runtime.session.run(), name=f"camera-{runtime.config.id}")
+        if runtime.talk is not None and runtime.config.talkback:
+            runtime.extras["speaker check"] = loop.create_task(_check_speaker(runtime),
+                                                              name=f"speaker-{runtime.config.id}")
 
     async def _stop_runtime(self, runtime: CameraRuntime) -> None:
         """Stop a camera cleanly: talk, session, consumers (the recorder closes its segment), viewers."""
+        check = runtime.extras.pop("speaker check", None)
+        if isinstance(check, asyncio.Task):
+            check.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await check
         if runtime.talk is not None:
             await runtime.talk.close()
         await runtime.session.stop()

@@ -96,7 +96,7 @@ def apply(runtime: CameraRuntime, changes: Mapping[str, object], now: float) -> 
             if talk.open:  # the camera's speaker is let go of at once, even one kept open
                 with contextlib.suppress(RuntimeError):  # no loop: nothing can be open
                     runtime.extras["talk_closing"] = asyncio.get_running_loop().create_task(talk.close())
-        announce_talk_available(runtime.live, talk, talk_unavailable(config), now)
+        announce_talk_available(runtime.live, talk, talk_unavailable(config) or talk.no_speaker, now)
     return changed
 
 

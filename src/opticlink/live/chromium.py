@@ -9,7 +9,7 @@ at 3-8 animation frames a second on 2 cores (a GPU process at 65 % of a core), a
 at one every 2-5 s, so clicks waited for a stable frame for 30 s; composited in software the page
 runs at 60 frames a second, and three at 3-15.
 
-`tab_capture=True` is for judging what a page shows and plays (`opticlink.live.judge`): the page
+`tab_capture=True` is for judging what a page shows and plays (`tests/live/judge.py`): the page
 may capture its own tab with its sound (`getDisplayMedia`, accepted without a prompt), and the
 sound is not muted. The fake capture UI is left out there, since it would hand the page a fake
 screen and a beep instead of the tab.

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opticlink.hub import Subscription
+from opticlink.hub import Gap, Subscription
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig
 from opticlink.record.edges import RunStart
 from opticlink.record.segment import AUDIO_CODECS, SegmentWriter
@@ -75,6 +75,9 @@ class RecorderStats:
     silence_samples: int = 0
     writes: int = 0  # write calls that reached the operating system
     bytes: int = 0
+    # public, monotonic for the recorder's life (`api.metrics` carries them across a camera restart):
+    gaps: int = 0  # recording gaps opened, each indexed with its cause (offline, overflow, disk full, not running)
+    frames_skipped: int = 0  # frames lost to the recording: the recorder's queue overflowed, or the disk was full
     error: str | None = None
 
 
@@ -153,6 +156,7 @@ class Recorder:
         self._last_frame_at: float | None = None
         self._last_pts: dict[int, int] = {}
         self._gap_id: int | None = None
+        self._overflow: tuple[Gap | None, int] = (None, 0)  # the bus's gap last seen, and its frames counted
         self._disk_full_until = 0.0
         self._audio_seen: AudioConfig | None = None  # the camera's audio, once it sent some
         self._video_seen = False
@@ -194,6 +198,7 @@ class Recorder:
         try:
             if overflow:
                 for gap in overflow:
+                    self._count_overflow(gap)
                     if gap.frames:
                         self._end_run(now, "recorder overflow",
                                       f"{gap.frames} frames ({gap.bytes} bytes) did not fit the recorder's queue")
@@ -223,9 +228,23 @@ class Recorder:
         except OSError as exc:
             self._disk_error(exc, time.monotonic())
 
+    def _count_overflow(self, gap: Gap) -> None:
+        """Count the frames of a bus gap once: the gap still open comes again, with more frames."""
+        last, counted = self._overflow
+        new = gap.frames - counted if gap is last else gap.frames
+        self.stats.frames_skipped += max(0, new)
+        self._overflow = (gap, max(counted, gap.frames) if gap is last else gap.frames)
+
+    def _open_gap(self, start_wall: float, cause: str, detail: str | None = None) -> int:
+        """Index a gap in the recording (and count it: `stats.gaps`)."""
+        gap = self.recordings.open_gap(self.camera, start_wall, cause, detail)
+        self.stats.gaps += 1
+        return gap
+
     def _write(self, frame: MediaFrame, now: float) -> None:
         if now < self._disk_full_until:
             self.stats.dropped += 1
+            self.stats.frames_skipped += 1
             return
         if frame.kind == "video":
             self._video_seen = True
@@ -403,7 +422,7 @@ class Recorder:
             self._gap_ends = wall  # the gap closes once this segment's first frames are on disk
         if self.resume_from is not None:  # the first segment since the service started
             if wall - self.resume_from > GAP_S:
-                gap = self.recordings.open_gap(self.camera, self.resume_from, "service not running")
+                gap = self._open_gap(self.resume_from, "service not running")
                 self.recordings.close_gap(gap, wall)
             self.resume_from = None
         stamp = datetime.fromtimestamp(wall, UTC)
@@ -492,7 +511,7 @@ class Recorder:
         self._last_frame_at = None
         if had_run and not silent and self._gap_id is None:
             start = self._last_end_wall or time.time()
-            self._gap_id = self.recordings.open_gap(self.camera, start, cause, detail)
+            self._gap_id = self._open_gap(start, cause, detail)
             log.warning("camera %s: recording paused (%s)", self.camera, cause)
 
     def _flush(self, now: float) -> None:
@@ -542,7 +561,6 @@ class Recorder:
         self._disk_full_until = now + DISK_RETRY_S
         if self._gap_id is None:
             with contextlib.suppress(Exception):
-                self._gap_id = self.recordings.open_gap(self.camera, self._last_end_wall or time.time(), cause,
-                                                        detail)
+                self._gap_id = self._open_gap(self._last_end_wall or time.time(), cause, detail)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select
 
 from opticlink.store.database import Database
 from opticlink.store.schema import cameras
@@ -24,6 +24,7 @@ class CameraStore:
     """Read and write the `cameras` table (one row per API-added camera)."""
 
     def __init__(self, database: Database) -> None:
+        self.database = database
         self.engine = database.engine
 
     def all(self) -> list[StoredCamera]:
@@ -38,12 +39,10 @@ class CameraStore:
     def put(self, camera: str, config: dict[str, object], enabled: bool, now: float) -> None:
         """Add `camera` or replace its configuration and enabled state."""
         text = json.dumps(config)
-        with self.engine.begin() as c:
-            if c.execute(select(cameras.c.id).where(cameras.c.id == camera)).first():
-                c.execute(update(cameras).where(cameras.c.id == camera)
-                          .values(config=text, enabled=enabled, updated=now))
-            else:
-                c.execute(insert(cameras).values(id=camera, config=text, enabled=enabled, created=now, updated=now))
+        with self.engine.begin() as c:  # one statement: two nodes writing the same camera never collide
+            c.execute(self.database.upsert(cameras, {"id": camera},
+                                           {"config": text, "enabled": enabled, "updated": now},
+                                           created={"created": now}))
 
     def remove(self, camera: str) -> bool:
         with self.engine.begin() as c:

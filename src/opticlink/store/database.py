@@ -1,23 +1,87 @@
 """`Database`: every read and write the service makes, over SQLAlchemy Core.
 
-SQLite by default (a file, or memory for tests and a throwaway demo); the schema is created or
-migrated when the database is opened. Calls are short and synchronous: the service makes a few per
-login or WebSocket, never per frame.
+SQLite by default (a file, or memory for tests and a throwaway demo), or PostgreSQL (`database:
+postgresql://…` in the service's config, through psycopg 3) so that several nodes share one catalog;
+the schema is created or migrated when the database is opened. One code path serves both: the few
+dialect differences (SQLite's pragmas, upserts, the migration lock, the database's clock) are handled
+here and in `schema`. Calls are short and synchronous: the service makes a few per login or WebSocket,
+never per frame.
+
+A password in a database URL is never printed or logged: `mask_url` gives the URL to show, errors
+are rewritten through it, and the password joins the log redaction of camera passwords.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import re
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import URL, Engine, String, Table, create_engine, delete, event, func, insert, make_url, select, update
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Insert
 
+from opticlink.auth.redact import MASK, install_log_redaction, redact
 from opticlink.store import schema
 from opticlink.store.schema import api_tokens, audit, login_links, sessions, talk_permissions, users
 
 DATABASE_FILE = "opticlink.db"
+POSTGRESQL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")  # all go through psycopg 3
+DATABASE_TARGETS = "file (data_dir/opticlink.db), memory, or a postgresql://user:password@host:port/name URL"
+
+
+class DatabaseError(ValueError):
+    """The database could not be opened (a URL refused, a server not answering); the message holds no
+    password."""
+
+
+def is_database_url(target: str) -> bool:
+    return target.split("://", 1)[0].lower() in POSTGRESQL_SCHEMES and "://" in target
+
+
+def _url_secrets(target: str) -> list[str]:
+    """The password of a database URL (in its user info or a `password=` parameter): as written, decoded
+    and encoded, longest first."""
+    found = re.findall(r"[?&]password=([^&\s]*)", target)
+    userinfo = re.match(r"^[^:/]+://([^@]*)@", target)
+    if userinfo and ":" in userinfo.group(1):
+        found.append(userinfo.group(1).split(":", 1)[1])
+    with contextlib.suppress(ArgumentError, ValueError):
+        url = make_url(target)
+        value = url.query.get("password")
+        found += [url.password or "", *([value] if isinstance(value, str) else value or ())]
+    secrets = {s for s in found if s}
+    secrets |= {unquote(s) for s in secrets} | {quote(s, safe="") for s in secrets}
+    return sorted((s for s in secrets if s), key=len, reverse=True)
+
+
+def mask_url(target: str, text: str | None = None) -> str:
+    """`text` (default: the URL itself) with the password of the database URL `target` masked, as camera
+    URLs are (`postgresql://user:***@host/name`)."""
+    return re.sub(r"([?&]password=)[^&\s]*", rf"\g<1>{MASK}", redact(target if text is None else text,
+                                                                     _url_secrets(target)))
+
+
+def postgresql_url(target: str) -> URL:
+    """The SQLAlchemy URL of a `postgresql://` target, on the psycopg 3 driver. ValueError (naming no
+    password) if it is not one."""
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in POSTGRESQL_SCHEMES:
+        raise ValueError(f"database: {DATABASE_TARGETS}")
+    if rest.split("?", 1)[0].count("@") > 1:
+        raise ValueError("database: write an @ in the user name or password as %40")
+    try:
+        url = make_url(target)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"database: not a URL SQLAlchemy reads; {DATABASE_TARGETS}") from None
+    return url.set(drivername="postgresql+psycopg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,27 +132,104 @@ def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor.close()
 
 
+def _fit(table: Table, values: dict[str, object]) -> dict[str, object]:
+    """`values` with each string cut to its column's length (PostgreSQL refuses a longer one; SQLite kept it)."""
+    out = dict(values)
+    for name, value in values.items():
+        kind = table.c[name].type
+        if isinstance(value, str) and isinstance(kind, String) and kind.length and len(value) > kind.length:
+            out[name] = value[:kind.length]
+    return out
+
+
 class Database:
     """The service's database. `Database.open(directory)` keeps it in `directory/opticlink.db`;
-    `Database.open(None)` in memory."""
+    `Database.open(None)` in memory; `Database.open_url("postgresql://…")` on a PostgreSQL server;
+    `Database.connect(target, directory)` any of them by the config's `database` value."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        event.listen(engine, "connect", _pragmas)
+        self.dialect = engine.dialect.name  # sqlite, postgresql
+        if self.dialect == "sqlite":
+            event.listen(engine, "connect", _pragmas)
         with engine.begin() as connection:
             self.version = schema.migrate(connection)
 
     @classmethod
     def open(cls, directory: Path | None) -> Database:
         if directory is None:
-            engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+            engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False},
+                                   hide_parameters=True)
             return cls(engine)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / DATABASE_FILE
-        return cls(create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 10}))
+        return cls(create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 10},
+                                 hide_parameters=True))
+
+    @classmethod
+    def open_url(cls, target: str, *, connect_timeout: float = 10.0) -> Database:
+        """A PostgreSQL database (`postgresql://user:password@host:port/name`, with libpq's parameters such
+        as `?sslmode=require`; a password may also come from PGPASSWORD or ~/.pgpass), migrated on open.
+        DatabaseError, with the password masked, if it cannot be reached."""
+        url = postgresql_url(target)
+        install_log_redaction(_url_secrets(target))  # whatever logs it later, the password shows as ***
+        connect_args: dict[str, object] = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = max(1, round(connect_timeout))
+        if "application_name" not in url.query:
+            connect_args["application_name"] = "opticlink"
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
+        try:
+            return cls(engine)
+        except DBAPIError as exc:
+            engine.dispose()
+            reason = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DatabaseError(mask_url(target, f"cannot open the database {target}: {reason}")) from None
+
+    @classmethod
+    def connect(cls, target: str, directory: Path | None) -> Database:
+        """By the service config's `database`: "file" (`directory/opticlink.db`), "memory", or a
+        `postgresql://` URL."""
+        if target == "file":
+            return cls.open(directory)
+        if target == "memory":
+            return cls.open(None)
+        if is_database_url(target):
+            return cls.open_url(target)
+        raise DatabaseError(f"database: {DATABASE_TARGETS}")
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)})"
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # what differs between the backends
+
+    def clock(self) -> float:
+        """Now in Unix seconds by the database's clock: the server's for PostgreSQL (nodes whose clocks
+        disagree agree on it), this machine's for SQLite (embedded: the same clock)."""
+        if self.dialect == "postgresql":
+            with self.engine.connect() as c:
+                return float(c.execute(select(func.extract("epoch", func.clock_timestamp()))).scalar_one())
+        return time.time()
+
+    def conflict_insert(self, table: Table) -> Insert:
+        """An INSERT with the dialect's ON CONFLICT clauses (`on_conflict_do_update`, `..._do_nothing`,
+        `excluded`): SQLite's and PostgreSQL's spell them alike."""
+        if self.dialect == "postgresql":
+            return postgresql_dialect.insert(table)
+        if self.dialect == "sqlite":
+            return sqlite_dialect.insert(table)
+        raise NotImplementedError(f"no upsert for {self.dialect}")
+
+    def upsert(self, table: Table, keys: Mapping[str, object], values: Mapping[str, object],
+               created: Mapping[str, object] | None = None):  # type: ignore[no-untyped-def]
+        """INSERT `keys` + `values` (+ `created`, only when inserting), or UPDATE `values` of the row with
+        `keys`: one statement, atomic on both backends."""
+        statement = self.conflict_insert(table).values(**keys, **values, **(created or {}))
+        return statement.on_conflict_do_update(index_elements=list(keys),
+                                               set_={name: statement.excluded[name] for name in values})
 
     # users
 
@@ -164,8 +305,8 @@ class Database:
 
     def add_session(self, id_hash: str, user_id: int, now: float, address: str | None) -> None:
         with self.engine.begin() as c:
-            c.execute(insert(sessions).values(id_hash=id_hash, user_id=user_id, created=now, last_seen=now,
-                                              address=address))
+            c.execute(insert(sessions).values(**_fit(sessions, {"id_hash": id_hash, "user_id": user_id, "created": now,
+                                                                "last_seen": now, "address": address})))
 
     def session(self, id_hash: str) -> SessionRow | None:
         with self.engine.connect() as c:
@@ -218,11 +359,12 @@ class Database:
             c.execute(insert(login_links).values(secret_hash=secret_hash, user_id=user_id, expires=expires))
 
     def take_login_link(self, secret_hash: str, now: float) -> int | None:
-        """The link's user, once: the link is deleted in the same transaction. None if unknown or expired."""
+        """The link's user, once: the link is deleted by the statement that reads it (two nodes taking the
+        same link at once: one gets the user). None if unknown or expired."""
         with self.engine.begin() as c:
-            row = c.execute(select(login_links).where(login_links.c.secret_hash == secret_hash)).first()
-            c.execute(delete(login_links).where((login_links.c.secret_hash == secret_hash)
-                                                | (login_links.c.expires < now)))
+            row = c.execute(delete(login_links).where(login_links.c.secret_hash == secret_hash)
+                            .returning(login_links.c.user_id, login_links.c.expires)).first()
+            c.execute(delete(login_links).where(login_links.c.expires < now))
         return None if row is None or row.expires < now else int(row.user_id)
 
     # the audit log
@@ -230,8 +372,8 @@ class Database:
     def add_audit(self, at: float, action: str, *, user: str | None = None, address: str | None = None,
                   camera: str | None = None, detail: str | None = None, ok: bool = True) -> None:
         with self.engine.begin() as c:
-            c.execute(insert(audit).values(at=at, action=action, user=user, address=address, camera=camera,
-                                           detail=detail[:400] if detail else None, ok=ok))
+            c.execute(insert(audit).values(**_fit(audit, {"at": at, "action": action, "user": user, "address": address,
+                                                          "camera": camera, "detail": detail or None, "ok": ok})))
 
     def audit(self, limit: int = 100, before_id: int | None = None) -> list[AuditRow]:
         """The newest entries first."""

@@ -70,6 +70,7 @@ class Recordings:
     """Reads and writes of the recording tables, on the service's `Database`."""
 
     def __init__(self, database: Database) -> None:
+        self.database = database
         self.engine = database.engine
 
     # segments
@@ -135,8 +136,7 @@ class Recordings:
         with self.engine.begin() as c:
             paths = [r.path for r in c.execute(select(segments.c.path).where(segments.c.id.in_(ids)))]
             for path in paths:
-                if c.execute(select(garbage.c.id).where(garbage.c.path == path)).first() is None:
-                    c.execute(insert(garbage).values(path=path))
+                c.execute(self._add_garbage(path))
             c.execute(delete(segments).where(segments.c.id.in_(ids)))
         return paths
 
@@ -196,19 +196,18 @@ class Recordings:
     def set_camera_settings(self, camera: str, settings: dict[str, object], now: float) -> None:
         text = json.dumps(settings, sort_keys=True)
         with self.engine.begin() as c:
-            if c.execute(select(camera_settings.c.camera).where(camera_settings.c.camera == camera)).first():
-                c.execute(update(camera_settings).where(camera_settings.c.camera == camera)
-                          .values(settings=text, updated=now))
-            else:
-                c.execute(insert(camera_settings).values(camera=camera, settings=text, updated=now))
+            c.execute(self.database.upsert(camera_settings, {"camera": camera}, {"settings": text, "updated": now}))
 
     # recovery and retention
 
     def add_garbage(self, path: str) -> None:
         """Put a file no segment row names (an orphan) on the garbage list, before unlinking it."""
         with self.engine.begin() as c:
-            if c.execute(select(garbage.c.id).where(garbage.c.path == path)).first() is None:
-                c.execute(insert(garbage).values(path=path))
+            c.execute(self._add_garbage(path))
+
+    def _add_garbage(self, path: str):  # type: ignore[no-untyped-def]
+        """The statement putting `path` on the garbage list, unless it is there already."""
+        return self.database.conflict_insert(garbage).values(path=path).on_conflict_do_nothing(index_elements=["path"])
 
     def usage_by_camera(self) -> dict[str, int]:
         """Bytes of the segments of each camera (every state: a segment being written takes disk too)."""

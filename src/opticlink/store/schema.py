@@ -1,7 +1,10 @@
 """The tables, and the migrations that bring any older database to the current schema.
 
 `schema_version` holds one row: the number of migrations applied. Each migration is a function of a
-connection, applied in order inside one transaction, so a database is never left half migrated.
+connection, applied in order inside one transaction, so a database is never left half migrated (on
+PostgreSQL too: its DDL is transactional). The tables use only types both backends share (SQLite, and
+PostgreSQL, where `Float` is double precision and `String(n)` is enforced); on PostgreSQL nodes starting
+together migrate one at a time, under an advisory lock.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import (
     Text,
     inspect,
     select,
+    text,
 )
 
 metadata = MetaData()
@@ -152,9 +156,23 @@ cameras = Table(
     Column("updated", Float, nullable=False),
 )
 
+# Which node owns which camera (`store.leases`): a row per camera claimed, until `expires_at` (Unix seconds
+# by the database's clock) unless renewed. `generation` counts owners: it grows each time another node
+# takes the camera (a fencing token). `acquired`: when the current owner took it.
+leases = Table(
+    "leases", metadata,
+    Column("camera", String(64), primary_key=True),
+    Column("node", String(64), nullable=False),
+    Column("generation", BigInteger, nullable=False),
+    Column("acquired", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("leases_node", "node"),
+)
+
 V1 = ("schema_version", "users", "talk_permissions", "sessions", "api_tokens", "login_links", "audit")
 V2 = ("segments", "gaps", "garbage", "camera_settings")
 V3 = ("cameras",)
+V4 = ("leases",)
 
 
 def _create_v1(connection: Connection) -> None:
@@ -169,11 +187,19 @@ def _create_v3(connection: Connection) -> None:
     metadata.create_all(connection, tables=[metadata.tables[name] for name in V3])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2, _create_v3]
+def _create_v4(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[metadata.tables[name] for name in V4])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2, _create_v3, _create_v4]
+
+MIGRATION_LOCK = 0x4F50544C  # "OPTL": PostgreSQL's advisory lock key for migrations
 
 
 def migrate(connection: Connection) -> int:
     """Apply the migrations this database lacks; returns the schema version now."""
+    if connection.dialect.name == "postgresql":  # another node may be migrating: wait for it (to commit)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     if not inspect(connection).has_table("schema_version"):
         schema_version.create(connection)
         connection.execute(schema_version.insert().values(version=0))

@@ -72,6 +72,7 @@ class TalkSession:
         self.on_sent = on_sent
         self.on_lost = on_lost  # called with the reason when an open backchannel dies
         self.error: str | None = None  # why the backchannel last died or failed to open; None once it opens
+        self.no_speaker: str | None = None  # why nobody can talk: the camera said it has no backchannel
         self.talker: str | None = None
         self.client: RtspClient | None = None
         self.encoder: TalkEncoder | None = None
@@ -111,14 +112,35 @@ class TalkSession:
             await self._open()
         except RtspError as exc:
             self.talker = None
-            self.error = str(exc)
-            if exc.step in ("backchannel", "DESCRIBE") and "backchannel" in str(exc):
-                detail = str(exc).split(": ", 1)[-1]
-                raise TalkUnavailable(f"the camera has no speaker to talk to ({detail})") from None
+            if self._refused(exc):
+                raise TalkUnavailable(self.no_speaker or "") from None
             raise TalkUnavailable(f"the camera's backchannel could not be opened: {exc}") from None
         assert self.encoder is not None
         fmt = self.encoder.format
         return {"codec": fmt.encoding, "rate": self.encoder.rate, "packet_ms": self.packet_ms}
+
+    async def check_speaker(self) -> str | None:
+        """Ask the camera whether it has a speaker, before anyone presses talk: a backchannel is
+        opened and let go (closed after `idle_close` unless someone talks meanwhile). Returns, and
+        keeps in `no_speaker`, why nobody can talk to it; None when it has a speaker or could not be
+        asked now (unreachable: the question stays open)."""
+        try:
+            await self._open()
+        except RtspError as exc:
+            self._refused(exc)
+            return self.no_speaker
+        if self.talker is None and not self.keep_open and self._idle is None and self.open:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self.idle_close, lambda: loop.create_task(self.close()))
+        return None
+
+    def _refused(self, exc: RtspError) -> bool:
+        """Note why the backchannel did not open; true when the camera says it has none."""
+        self.error = str(exc)
+        if exc.step in ("backchannel", "DESCRIBE") and "backchannel" in str(exc):
+            self.no_speaker = f"the camera has no speaker to talk to ({str(exc).split(': ', 1)[-1]})"
+            return True
+        return False
 
     async def _open(self) -> None:
         if self.open:
@@ -138,7 +160,7 @@ class TalkSession:
         self.encoder = TalkEncoder(track.format, self.packet_ms)
         self.pacer = TalkPacer(self.encoder.rate)
         self.client = client
-        self.error = None
+        self.error = self.no_speaker = None
         self.opens += 1
         self._pending.clear()
         self._watch = asyncio.get_running_loop().create_task(self._watch_closed(client))

@@ -33,7 +33,8 @@ export function probeSummary(probe) {
   const v = probe.video;
   if (v) found.push(`video ${v.name ?? v.codec}${v.width ? ` ${v.width}x${v.height}` : ""}`
     + `${v.frame_rate ? ` at ${v.frame_rate} fps` : ""}`);
-  if (probe.audio) found.push(`audio ${probe.audio.name ?? probe.audio.codec}`);
+  if (probe.audio) found.push(`audio ${probe.audio.name ?? probe.audio.codec}`
+    + (probe.audio.supported === false ? " (not supported: no sound)" : ""));
   if (probe.backchannel) found.push(`speaker (talk) ${probe.backchannel.codec}`);
   if (probe.playing) found.push(probe.sender_reports ? "timing reports: yes" : "timing reports: none");
   return { found: found.join("; ") || "nothing: the camera could not be played", problems: probe.problems ?? [] };

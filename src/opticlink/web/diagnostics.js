@@ -8,6 +8,28 @@ const COLORS = { audio: "#6cf", video: "#fc6" };
 const EXTRA = ["#c9f", "#9e9", "#f99", "#fd8"];  // video-1 and the like
 const SOURCE_LABELS = ["arrival", "reports", "fallback"];  // the codes of `source_codes` (rtcp: Sender Reports)
 
+/** The camera a page address names: /cameras/ID/diagnostics, or the former /static/diagnostics.html?camera=ID;
+ *  "" when none. */
+export function cameraOf(location) {
+  const path = /^\/cameras\/([^/]+)\/diagnostics\/?$/.exec(location.pathname ?? "");
+  if (path) {
+    try { return decodeURIComponent(path[1]); } catch { return ""; }
+  }
+  return new URLSearchParams(location.search ?? "").get("camera") ?? "";
+}
+
+/** The recorder's totals of a report (`recording`: gaps, frames_skipped, segments, active) in words, and
+ *  whether they call for attention (any gap or skipped frame); null when the camera is not recorded. */
+export function recordingText(recording) {
+  if (!recording) return null;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const state = recording.active ? "Recording now" : "Not recording now";
+  const text = `${state}: ${plural(recording.gaps ?? 0, "gap")} and `
+    + `${plural(recording.frames_skipped ?? 0, "frame")} skipped since the service started `
+    + `(${plural(recording.segments ?? 0, "segment")} written)`;
+  return { text, note: (recording.gaps ?? 0) > 0 || (recording.frames_skipped ?? 0) > 0 };
+}
+
 /** The tracks in a report's series ("audio", "video", "video-1"...), audio first. */
 export function tracksOf(series) {
   const names = new Set(Object.keys(series ?? {}).filter((k) => k.includes(".")).map((k) => k.split(".")[0]));
@@ -162,6 +184,12 @@ export async function mount(root, camera) {
     $("problem").textContent = "";
     $("verdict").textContent = report.verdict;
     $("verdict").dataset.state = report.verdict === "all well" ? "well" : report.verdict === "no data yet" ? "none" : "note";
+    const recorded = recordingText(report.recording);
+    if ($("recording")) {
+      $("recording").hidden = recorded === null;
+      $("recording").textContent = recorded?.text ?? "";
+      $("recording").dataset.state = recorded?.note ? "note" : "well";
+    }
     const any = hasData(report);
     $("empty").hidden = any;
     $("plots").hidden = !any;

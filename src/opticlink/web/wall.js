@@ -201,7 +201,7 @@ export class Wall {
     }
     const diagnostics = Object.assign(doc.createElement("a"), {
       className: "ol-diagnostics", textContent: "Diagnostics", target: "_blank",
-      href: `/static/diagnostics.html?camera=${encodeURIComponent(camera.id)}`,
+      href: `/cameras/${encodeURIComponent(camera.id)}/diagnostics`,
       title: "What this camera's clocks and network do, and what the engine corrects",
     });
     tile.append(diagnostics);

@@ -1,14 +1,16 @@
 """An independent judge of lip sync on the screen: a tab capture read by av-drift-detector.
 
 The player's own A/V figure compares its clock with its own choice of frame. This judge looks at
-what the page actually puts out instead: the page (`web/bench/judge.html`) records its own tab,
+what the page actually puts out instead: the page (`tests/web/judge.html`) records its own tab,
 picture and sound together, first while our player plays a simulated camera that serves
 av-drift-detector's test clip, then while Chromium's own `<video>` plays the same clip from a
 file. av-drift-detector reads the frame number in every captured picture and in the sound beside
 it. The capture adds a delay of its own to the sound (tens of ms, the same for both parts of one
 recording), so what counts is ours against Chromium's `<video>` in the same recording, and how
-steady ours stays over time. Needs Chromium launched with `tab_capture=True` and the dev extra
-`av-drift-detector` (with FFmpeg).
+steady ours stays over time. Needs Chromium launched with `tab_capture=True`, the dev extra
+`av-drift-detector` (with FFmpeg), and a service serving `tests/web` at /static/bench
+(`OPTICLINK_BENCH_DIR`, see `opticlink.api.app`). Test tooling, not in the package: used by
+tests/live/test_player.py (`make judge`) and bench/live.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 // AudioBufferSourceNodes scheduled back to back (the browser upsamples them by linear
 // interpolation), and video decoded by WebCodecs and drawn by timers. When the page is busy,
 // buffers are scheduled late and the sound breaks up; those breaks are counted as underruns.
+// Served at /static/bench/ when the service runs with OPTICLINK_BENCH_DIR=tests/web (api/app.py), so
+// "../" below is the player's own /static/.
 import { decodeG711 } from "../g711.js";
 import { parseConfig, parseFrame, FLAGS, base64Bytes } from "../protocol.js";
 
