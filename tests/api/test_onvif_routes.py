@@ -112,6 +112,7 @@ async def test_hostile_or_wrong_input_gets_a_clear_refusal():
         assert asyncio.get_running_loop().time() - started < onvif_api.IMPORT_TIMEOUT_S + 5
 
 
+@pytest.mark.slow
 async def test_more_than_two_at_once_are_refused_with_429():
     service = _service()
     async with _client(create_app(service), credentials(service)) as admin:

@@ -7,9 +7,13 @@ import json
 import re
 import time
 
+import pytest
+
 from tests.live.test_player import OPTICLINK, STATS, browser_page
 
 PLAYER = "opticlink-player[camera='{}']"
+pytestmark = pytest.mark.browser  # every test here drives Chromium through `wall_page`
+
 SHOWN = """() => [...document.querySelectorAll('opticlink-player')]
   .filter(p => p.getBoundingClientRect().width > 0).map(p => p.getAttribute('camera'))"""
 

@@ -35,6 +35,7 @@ from opticlink.store import Database
 from opticlink.store.recordings import Recordings
 from tests.auth.helpers import credentials
 
+pytestmark = pytest.mark.slow  # a module recording of two cameras (about 20 s) that most tests here read
 EXPECTED_MS = 40.0  # the audio offset built into the test clip
 RECORD_S = 16.0
 OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")

@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from opticlink.store.cameras import CameraStore
 
 OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
 
 
+@pytest.mark.slow  # two command-line processes
 def test_user_add_and_cameras_export_use_the_configured_database(backend, tmp_path):
     backend.directory.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "cameras.yaml"
