@@ -70,3 +70,10 @@ test("talk is offered where the camera's status allows it; sound is assumed unti
   assert.equal(hasAudio({ tracks: [{ kind: "video" }] }), false);
   assert.equal(hasAudio({ tracks: [{ kind: "video" }, { kind: "audio", backchannel: false }] }), true);
 });
+
+test("a wall of more than four tiles is not a mix of every camera: its first tile is heard until one is chosen", () => {
+  const nine = initialWall(ids(9), 3);
+  assert.equal(viewOf(nine).audible, "cam1");
+  assert.equal(viewOf(run(nine, { type: "choose", id: "cam5" })).audible, "cam5");
+  assert.equal(viewOf(initialWall(ids(4), 2)).audible, null, "four tiles are all heard");
+});

@@ -83,15 +83,20 @@ export function reduce(wall, action) {
   }
 }
 
+export const MIX_MAX_TILES = 4; // a wall of up to this many tiles is all heard until a camera is chosen
+
 /**
  * What the page shows: `columns` of the grid, the `shown` ids, and `audible`: the focused camera,
- * else the one chosen, else null (none chosen: every camera plays).
+ * else the one chosen, else null (none chosen: every camera plays) on a wall of up to
+ * MIX_MAX_TILES tiles; a bigger one plays its first tile's only (nine or sixteen voices at once are
+ * noise to an operator, and as many audio paths would starve a small machine's sound).
  */
 export function viewOf(wall) {
   if (wall.focused !== null) return { columns: 1, shown: [wall.focused], audible: wall.focused };
   const perPage = wall.layout * wall.layout;
   const shown = wall.ids.slice(wall.page * perPage, (wall.page + 1) * perPage);
-  return { columns: wall.layout, shown, audible: wall.chosen };
+  const audible = wall.chosen ?? (shown.length > MIX_MAX_TILES ? shown[0] : null);
+  return { columns: wall.layout, shown, audible };
 }
 
 /** Whether a camera (an /api/cameras entry) can be talked to: talkback on and a speaker (as far as known). */
