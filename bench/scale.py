@@ -186,6 +186,16 @@ def _first_url(proc: subprocess.Popen, timeout: float = 120) -> str:
     raise RuntimeError(f"no address from {proc.args}")
 
 
+def wait_playing(base: str, token: str, timeout: float = 60) -> None:
+    """Until every camera of the service at `base` plays (RuntimeError after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(c["state"] == "playing" for c in _get(base, "/api/cameras", token)):  # type: ignore[union-attr]
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the cameras did not all start playing in {timeout:g} s")
+
+
 def _get(base: str, path: str, token: str, method: str = "GET") -> object:
     import httpx
 
@@ -230,13 +240,7 @@ def run_ours(urls: list[str], warmup: float, seconds: float, port: int, profile:
         root = service.pid if not profile else _tree(service.pid)[-1]  # under py-spy: the service is its child
         token = admin(data).token
         names = [f"cam{i}" for i in range(k)]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if all(c["state"] == "playing" for c in _get(base, "/api/cameras", token)):
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the cameras did not all start playing in 60 s")
+        wait_playing(base, token)
         viewers = subprocess.Popen([sys.executable, __file__, "--viewers-child", "--seconds",
                                     str(warmup + seconds + 3), "--token", token, base, *names],
                                    stdout=subprocess.PIPE, text=True)

@@ -26,23 +26,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import scale
 from access import admin
-from scale import _first_url, _get, _losses, cpu_s, rss_mb
+from scale import _first_url, _get, _losses, cpu_s, rss_mb, wait_playing
 
 TARGET_MB_PER_CAMERA_DAY = 1.0
 
 
 def slope(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares line through (x, y) points: (slope, intercept)."""
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx <= 0:
-        return 0.0, my
-    b = sum((x - mx) * (y - my) for x, y in points) / sxx
-    return b, my - b * mx
+    if len(points) < 2:
+        return 0.0, points[0][1] if points else 0.0
+    b, a = np.polyfit(*zip(*points, strict=True), 1)
+    return float(b), float(a)
 
 
 def soak(urls: list[str], args: argparse.Namespace) -> dict:
@@ -61,13 +59,7 @@ def soak(urls: list[str], args: argparse.Namespace) -> dict:
         base = _first_url(service)
         token = admin(data).token
         names = [f"cam{i}" for i in range(k)]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if all(c["state"] == "playing" for c in _get(base, "/api/cameras", token)):
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the cameras did not all start playing in 60 s")
+        wait_playing(base, token)
         window = args.minutes * 60
         if not args.no_viewers:
             viewers = subprocess.Popen([sys.executable, scale.__file__, "--viewers-child", "--seconds",
