@@ -8,12 +8,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from opticlink.api.diagnostics import Monitor, Sample, verdict
 from opticlink.api.metrics import CameraCollector, Totals, read_camera
+from opticlink.live.feed import LiveFeed
 from opticlink.record.recorder import RecorderStats
 
 
 def _runtime(camera: str, recorder) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     session = SimpleNamespace(state="playing", connects=1, ingest=None, engine=None)
-    return SimpleNamespace(config=SimpleNamespace(id=camera), session=session, live=SimpleNamespace(viewers=[]),
+    return SimpleNamespace(config=SimpleNamespace(id=camera), session=session, live=LiveFeed(camera),
                            substream=None, recorder=recorder, talk=None)
 
 

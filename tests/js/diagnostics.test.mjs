@@ -14,6 +14,7 @@ const report = {
     "audio.reordered": [null, 0, 0], "audio.reanchors": [null, 0, 1], "audio.loss_pct": [null, 2.5, 0],
     "audio.source": [0, 0, 2],
     av_correction_ms: [null, -12.5, -12], connected: [1, 1, 1],
+    viewer_underruns: [null, 0, 2], viewer_latency_ms: [null, 64.5, 80],
   },
   source_codes: { arrival: 0, rtcp: 1, fallback: 2 }, verdict: "the camera's audio clock runs 300 ppm fast; corrected",
 };
@@ -26,7 +27,7 @@ test("tracks come from the series names, audio first", () => {
 
 test("each plot has a series per track, aligned with the times", () => {
   const plots = Object.fromEntries(plotsOf(report).map((p) => [p.id, p]));
-  assert.deepEqual(Object.keys(plots), ["skew", "jitter", "loss", "source", "av"]);
+  assert.deepEqual(Object.keys(plots), ["skew", "jitter", "loss", "source", "av", "viewer"]);
   assert.deepEqual(plots.skew.series.map((s) => [s.label, s.values]),
                    [["audio ppm", [null, 300, 301]], ["video ppm", [null, 0, 1]]]);
   assert.deepEqual(plots.loss.series.map((s) => s.label), ["audio lost %", "video lost %", "audio reordered", "video reordered"]);
@@ -37,6 +38,9 @@ test("each plot has a series per track, aligned with the times", () => {
   assert.ok(audioSource.values[0] < videoSource.values[0]);
   assert.deepEqual(audioReanchors.values, [null, null, 1]);  // only the intervals with re-anchors show
   assert.deepEqual(plots.av.series[0].values, [null, -12.5, -12]);
+  // the live viewers: the slowest one's latency, and the intervals in which a player underran
+  assert.deepEqual(plots.viewer.series.map((s) => [s.label, s.values, s.scale]),
+                   [["slowest viewer latency p95 ms", [null, 64.5, 80], undefined], ["underruns", [null, null, 2], "count"]]);
   for (const plot of plotsOf(report)) for (const s of plot.series) assert.equal(s.values.length, report.t.length);
   assert.notEqual(plots.skew.series[0].color, plots.skew.series[1].color);
 });

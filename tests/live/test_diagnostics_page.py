@@ -1,5 +1,6 @@
 """A camera's diagnostics page in headless Chromium against `opticlink demo`: the verdict in words
-and uPlot plots of its history (cam2's audio clock is 300 ppm fast, its network 40 ms jittery)."""
+and uPlot plots of its history (cam2's audio clock is 300 ppm fast, its network 40 ms jittery), the
+live viewers' latency among them while the wall plays in another tab."""
 
 import asyncio
 import re
@@ -9,7 +10,7 @@ from tests.live.test_player import SCREENSHOTS, address, browser_page, process
 
 PLOTTED = """() => {
   const plots = window.diagnostics?.plots;
-  if (!plots || plots.size < 5) return false;
+  if (!plots || plots.size < 6) return false;
   return [...plots.values()].every(({ u }) => u.data[0].length > 3 && u.ctx.canvas.width > 0);
 }"""
 
@@ -20,13 +21,19 @@ async def test_the_diagnostics_page_plots_a_cameras_history_and_says_what_is_wro
         await page.goto(base)  # the one-time link signs the page in, and opens the wall
         link = page.locator(".ol-tile[data-camera='cam2'] a.ol-diagnostics")  # each tile links its diagnostics
         await link.wait_for(state="attached")
+        wall = page  # keeps playing: its players report their latency to the service
+        context = await wall.context.browser.new_context(viewport={"width": 1280, "height": 760})
+        await context.add_cookies(await wall.context.cookies())  # the same signed-in user
+        page = await context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(base.split("/login")[0].rstrip("/") + await link.get_attribute("href"))
         await page.wait_for_function(PLOTTED, timeout=30000)
-        verdict = ""
+        verdict, viewers = "", False
         deadline = time.monotonic() + 40  # skew is known once Sender Reports have come for a while
-        while "ppm" not in verdict and time.monotonic() < deadline:
+        while ("ppm" not in verdict or not viewers) and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
             verdict = await page.locator("#verdict").text_content() or ""
+            viewers = await page.evaluate("window.diagnostics.plots.get('viewer').u.data[1].some((x) => x > 0)")
         plotted = await page.evaluate("""() => Object.fromEntries([...window.diagnostics.plots].map(
             ([id, { u }]) => [id, { points: u.data[0].length, series: u.series.length,
                                     known: u.data.slice(1).some((v) => v.some((x) => x !== null)) }]))""")
@@ -41,7 +48,10 @@ async def test_the_diagnostics_page_plots_a_cameras_history_and_says_what_is_wro
     assert "ppm" in verdict, verdict
     assert empty_hidden
     assert 55 < span["max"] - span["min"] < 3600, span
-    assert set(plotted) == {"skew", "jitter", "loss", "source", "av"}, plotted
+    assert set(plotted) == {"skew", "jitter", "loss", "source", "av", "viewer"}, plotted
+    assert viewers and plotted["viewer"]["known"], plotted  # the wall's player of cam2 told its latency
+    latency = re.search(r"slowest viewer latency p95 ms: ([\d.]+)", labels[5])
+    assert latency and 0 < float(latency.group(1)) < 5000, labels
     assert plotted["skew"]["series"] == 3 and plotted["skew"]["known"], plotted  # x, audio, video
     assert plotted["jitter"]["known"] and plotted["source"]["known"], plotted
     skew = re.search(r"audio ppm: (-?[\d.]+)", labels[0])

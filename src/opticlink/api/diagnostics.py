@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import statistics
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from opticlink.api.metrics import CameraCollector, CameraReading, Totals, read_camera
@@ -37,6 +38,7 @@ DEFAULT_SECONDS = 600
 SKEW_NOTE_PPM = 100.0  # a clock further off than this is worth saying (cameras are often 10-50 ppm off)
 LOSS_NOTE_PCT = 0.5  # packets lost beyond this share in the window
 JITTER_NOTE_MS = 30.0  # interarrival jitter beyond this
+VIEWER_LATENCY_NOTE_MS = 1000.0  # a live view further behind than this is not "live" to the one watching
 NO_REPORTS_AFTER_S = 10.0  # timed by arrival this long (cameras send a report each 5 s or so): it sends none
 SOURCE_CODES = {"arrival": 0, "rtcp": 1, "fallback": 2}  # the `source` series: numbers for a plot
 FIELDS = ("skew_ppm", "jitter_ms", "lost", "reordered", "source", "reanchors")
@@ -63,44 +65,148 @@ class Sample:
     av_correction_ms: float | None
     # the recorder's totals (`metrics.read_camera`): bytes, segments, gaps, frames_skipped, active; None: not recorded
     recording: dict[str, float] | None = None
+    viewer_underruns: float = 0.0  # the live viewers' players' underruns so far (monotonic)
+    viewer_latency_ms: float | None = None  # the worst viewer's latency p95 then; None: no viewer reported
 
 
 def sample_of(reading: CameraReading, t: float) -> Sample:
     return Sample(t, reading.connected,
                   tuple(TrackSample(r.track, r.skew_ppm, r.jitter_ms, r.lost, r.reordered, r.expected, r.source,
                                     r.reanchors, r.fallback_reason) for r in reading.tracks),
-                  reading.av_correction_ms, dict(reading.recording) if reading.recording is not None else None)
+                  reading.av_correction_ms, dict(reading.recording) if reading.recording is not None else None,
+                  reading.viewer_underruns, reading.viewer_latency_ms)
+
+
+# A sample is one row of float64 in a preallocated ring (NaN: unknown), so a camera's history costs the
+# same from its first sample to its millionth: the camera's columns, then `MAX_TRACKS` tracks' columns.
+MAX_TRACKS = 4  # tracks kept per camera (cameras have 1-3); further ones are left out of the history
+RECORDING = ("bytes", "segments", "gaps", "frames_skipped", "active")
+CAMERA_COLUMNS = ("t", "connected", "av_correction_ms", "viewer_underruns", "viewer_latency_ms", "recorded",
+                  *(f"recording.{k}" for k in RECORDING))
+TRACK_COLUMNS = ("present", "skew_ppm", "jitter_ms", "lost", "reordered", "expected", "source", "reanchors")
+_CAMERA = {name: i for i, name in enumerate(CAMERA_COLUMNS)}
+_SOURCES = {code: name for name, code in SOURCE_CODES.items()}
+
+
+def _known(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+class Ring:
+    """The last `capacity` samples of one camera, as rows of a preallocated array; reads give `Sample`s."""
+
+    def __init__(self, capacity: int, tracks: list[str], reasons: dict[str, str | None]) -> None:
+        self.rows = np.full((capacity, len(CAMERA_COLUMNS) + MAX_TRACKS * len(TRACK_COLUMNS)), np.nan)
+        self._next = 0  # the row the next sample goes to
+        self._count = 0
+        self._tracks = tracks  # the camera's track names, by slot (shared with the other ring)
+        self._reasons = reasons  # each track's latest fallback reason: only the newest sample's is read
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, row: np.ndarray) -> None:
+        self.rows[self._next] = row
+        self._next = (self._next + 1) % len(self.rows)
+        self._count = min(self._count + 1, len(self.rows))
+
+    def _ordered(self) -> np.ndarray:
+        if self._count < len(self.rows):
+            return self.rows[:self._count]
+        return np.concatenate((self.rows[self._next:], self.rows[:self._next]))
+
+    def since(self, t: float) -> list[Sample]:
+        """The samples at or after Unix time `t`, oldest first."""
+        rows = self._ordered()
+        return [self._sample(row, last=i == len(rows) - 1) for i, row in enumerate(rows) if row[0] >= t]
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.since(-math.inf))
+
+    def __getitem__(self, index: int) -> Sample:
+        if index != -1 or not self._count:
+            raise IndexError("a ring gives its newest sample ([-1]) or all of them (iteration)")
+        return self._sample(self.rows[(self._next - 1) % len(self.rows)], last=True)
+
+    def _sample(self, row: np.ndarray, *, last: bool) -> Sample:
+        c = _CAMERA
+        tracks = []
+        for slot, name in enumerate(self._tracks):
+            f = row[len(CAMERA_COLUMNS) + slot * len(TRACK_COLUMNS):][:len(TRACK_COLUMNS)]
+            if f[0] != 1.0:
+                continue
+            source = None if math.isnan(f[6]) else _SOURCES.get(int(f[6]))
+            tracks.append(TrackSample(name, _known(f[1]), _known(f[2]), float(f[3]), float(f[4]), float(f[5]),
+                                      source, float(f[7]), self._reasons.get(name) if last else None))
+        recording = ({k: float(row[c[f"recording.{k}"]]) for k in RECORDING} if row[c["recorded"]] == 1.0
+                     else None)
+        return Sample(float(row[c["t"]]), bool(row[c["connected"]] == 1.0), tuple(tracks),
+                      _known(row[c["av_correction_ms"]]), recording, float(row[c["viewer_underruns"]]),
+                      _known(row[c["viewer_latency_ms"]]))
 
 
 class History:
-    """One camera's samples: every one for `FINE_SPAN_S`, one per `COARSE_STEP_S` for `COARSE_SPAN_S`."""
+    """One camera's samples: every one for `FINE_SPAN_S`, one per `COARSE_STEP_S` for `COARSE_SPAN_S`,
+    in two preallocated rings (`Ring`): about 1 MB per camera, whatever its age."""
 
     def __init__(self) -> None:
-        self.fine: deque[Sample] = deque(maxlen=int(FINE_SPAN_S / FINE_STEP_S))
-        self.coarse: deque[Sample] = deque(maxlen=int(COARSE_SPAN_S / COARSE_STEP_S))
+        self.tracks: list[str] = []
+        self.reasons: dict[str, str | None] = {}
+        self.fine = Ring(int(FINE_SPAN_S / FINE_STEP_S), self.tracks, self.reasons)
+        self.coarse = Ring(int(COARSE_SPAN_S / COARSE_STEP_S), self.tracks, self.reasons)
+        self._last_coarse = -math.inf
+
+    def _row(self, sample: Sample) -> np.ndarray:
+        row = np.full(self.fine.rows.shape[1], np.nan)
+        c = _CAMERA
+        row[c["t"]] = sample.t
+        row[c["connected"]] = 1.0 if sample.connected else 0.0
+        row[c["av_correction_ms"]] = np.nan if sample.av_correction_ms is None else sample.av_correction_ms
+        row[c["viewer_underruns"]] = sample.viewer_underruns
+        row[c["viewer_latency_ms"]] = np.nan if sample.viewer_latency_ms is None else sample.viewer_latency_ms
+        row[c["recorded"]] = 0.0 if sample.recording is None else 1.0
+        for k in RECORDING:
+            row[c[f"recording.{k}"]] = (sample.recording or {}).get(k, 0.0)
+        for track in sample.tracks:
+            if track.track not in self.tracks:
+                if len(self.tracks) == MAX_TRACKS:
+                    continue
+                self.tracks.append(track.track)
+            self.reasons[track.track] = track.fallback_reason
+            at = len(CAMERA_COLUMNS) + self.tracks.index(track.track) * len(TRACK_COLUMNS)
+            row[at:at + len(TRACK_COLUMNS)] = (
+                1.0, np.nan if track.skew_ppm is None else track.skew_ppm,
+                np.nan if track.jitter_ms is None else track.jitter_ms, track.lost, track.reordered, track.expected,
+                SOURCE_CODES.get(track.source, np.nan) if track.source is not None else np.nan, track.reanchors)
+        return row
 
     def add(self, sample: Sample) -> None:
-        self.fine.append(sample)
-        if not self.coarse or sample.t - self.coarse[-1].t >= COARSE_STEP_S - FINE_STEP_S / 2:
-            self.coarse.append(sample)
+        row = self._row(sample)
+        self.fine.append(row)
+        if sample.t - self._last_coarse >= COARSE_STEP_S - FINE_STEP_S / 2:
+            self.coarse.append(row)
+            self._last_coarse = sample.t
 
     def window(self, seconds: float, now: float) -> tuple[list[Sample], float]:
         """The samples of the last `seconds` (the fine ring when it spans them), and their step."""
         ring, step = (self.fine, FINE_STEP_S) if seconds <= FINE_SPAN_S else (self.coarse, COARSE_STEP_S)
-        start = now - seconds
         # one sample before the window too: the first interval's counts are a difference
-        out = [s for s in ring if s.t >= start - step]
-        return out, step
+        return ring.since(now - seconds - step), step
 
 
 def columns(samples: Sequence[Sample], start: float) -> dict[str, Any]:
-    """uPlot's columns: `t` (Unix seconds) and `series` "<track>.<field>" and "av_correction_ms"; counts
-    (lost, reordered, reanchors) are per sample interval, `<track>.loss_pct` too; `source` is a code
+    """uPlot's columns: `t` (Unix seconds) and `series` "<track>.<field>", "av_correction_ms",
+    "viewer_underruns" and "viewer_latency_ms" (the live viewers' players' reports); counts (lost,
+    reordered, reanchors, viewer underruns) are per sample interval, `<track>.loss_pct` too; `source` is a code
     (`SOURCE_CODES`); null where unknown (the camera offline, a figure not known yet)."""
     tracks = sorted({t.track for s in samples for t in s.tracks})
     shown = [(i, s) for i, s in enumerate(samples) if s.t >= start]
-    out: dict[str, list[float | int | None]] = {"connected": [1 if s.connected else 0 for _, s in shown],
-                                                "av_correction_ms": [s.av_correction_ms for _, s in shown]}
+    out: dict[str, list[float | int | None]] = {
+        "connected": [1 if s.connected else 0 for _, s in shown],
+        "av_correction_ms": [s.av_correction_ms for _, s in shown],
+        "viewer_underruns": [s.viewer_underruns - samples[i - 1].viewer_underruns if i > 0 else None
+                             for i, s in shown],
+        "viewer_latency_ms": [s.viewer_latency_ms for _, s in shown]}
     for name in tracks:
         series: dict[str, list[float | int | None]] = {f"{name}.{f}": [] for f in (*FIELDS, "loss_pct")}
         for i, s in shown:
@@ -186,6 +292,13 @@ def verdict(samples: Sequence[Sample]) -> str:
              if t.jitter_ms is not None and t.jitter_ms >= JITTER_NOTE_MS]
     if rough:
         said.append(f"network jitter: {', '.join(rough)}")
+    # what the live viewers heard and saw, over the window
+    underruns = last.viewer_underruns - first.viewer_underruns
+    if underruns > 0:
+        said.append(f"live viewers' sound broke up {underruns:.0f} time{'s' if underruns != 1 else ''} "
+                    f"in the last {_span_words(last.t - first.t)} (their players ran out of audio)")
+    if last.viewer_latency_ms is not None and last.viewer_latency_ms >= VIEWER_LATENCY_NOTE_MS:
+        said.append(f"live view is {last.viewer_latency_ms / 1000:.1f} s behind the camera for its slowest viewer")
     said += recorded
     return "; ".join(said) if said else "all well"
 
@@ -261,7 +374,7 @@ class Monitor:
         now = time.time() if now is None else now
         history = self.histories.get(camera) or History()
         samples, step = history.window(seconds, now)
-        recent = [s for s in history.fine if s.t >= now - VERDICT_WINDOW_S - FINE_STEP_S / 2]
+        recent = history.fine.since(now - VERDICT_WINDOW_S - FINE_STEP_S / 2)
         latest = history.fine[-1] if history.fine else None
         return {"camera": camera, "seconds": seconds, "step_s": step, **columns(samples, now - seconds),
                 "source_codes": SOURCE_CODES, "verdict": verdict(recent),
@@ -295,7 +408,8 @@ def router(service: Service, caller: Callable[..., Any]) -> APIRouter:
         """The camera's timing and reception over the last `seconds` (a sample each 2 s up to an hour, each
         minute up to a day), as columns for uPlot: `t` (Unix seconds) and `series` (`<track>.skew_ppm`,
         `.jitter_ms`, `.lost`, `.reordered`, `.reanchors` per sample, `.loss_pct`, `.source` coded as
-        `source_codes`; `av_correction_ms`, `connected`), and `verdict`: the last minute in plain words."""
+        `source_codes`; `av_correction_ms`, `connected`; `viewer_underruns` per sample and
+        `viewer_latency_ms`, from the live viewers' players), and `verdict`: the last minute in plain words."""
         if camera not in service.cameras:
             raise HTTPException(404, f"no camera {camera!r}")
         return diagnostics.report(camera, seconds)

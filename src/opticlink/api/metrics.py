@@ -10,6 +10,7 @@ engine): `Totals` carries each count across such a rebuild, so the exported seri
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -93,6 +94,8 @@ class CameraReading:
     av_correction_ms: float | None = None
     recording: dict[str, float] | None = None  # bytes, segments, gaps, frames_skipped, active; None: not recorded
     talk: dict[str, float] | None = None  # sessions, packets; None: no talk
+    viewer_underruns: float = 0.0  # audio underruns the live viewers' players reported, so far
+    viewer_latency_ms: float | None = None  # the worst viewer's latency p95 now; None: no viewer reports
 
 
 def _track_names(kinds: list[tuple[int, str]]) -> dict[int, str]:
@@ -113,6 +116,14 @@ def read_camera(runtime: CameraRuntime, totals: Totals) -> CameraReading:
     out = CameraReading(camera=camera, connected=session.state == "playing",
                         reconnects=totals.add((camera, "reconnects"), session, max(0, session.connects - 1)),
                         viewers=viewers)
+    feeds = {"main": runtime.live, "sub": sub.live if sub is not None else None}
+    now = time.monotonic()
+    latencies = []
+    for stream, feed in feeds.items():
+        if feed is not None:
+            out.viewer_underruns += totals.add((camera, stream, "viewer_underruns"), feed, feed.viewer_underruns)
+            latencies.append(feed.worst_viewer_latency_ms(now))
+    out.viewer_latency_ms = max((x for x in latencies if x is not None), default=None)
     ingest, engine = session.ingest, session.engine
     kinds = [(index, state.track.kind) for index, state in ingest.states.items()] if ingest is not None else []
     names = _track_names(kinds)
@@ -208,6 +219,10 @@ def families(readings: list[CameraReading]) -> Iterator[Metric]:
                                       "recorder's queue overflowed, the disk was full)", labels=cam)
     rec_active = GaugeMetricFamily("opticlink_recording_active", "1 while a segment is being written", labels=cam)
     talk_sessions = CounterMetricFamily("opticlink_talk_sessions", "backchannel opens (talk)", labels=cam)
+    viewer_underruns = CounterMetricFamily("opticlink_viewer_underruns", "audio underruns the live viewers' "
+                                           "players reported (the sound broke up)", labels=cam)
+    viewer_latency = GaugeMetricFamily("opticlink_viewer_latency_ms", "the worst live viewer's latency p95, camera "
+                                       "capture to screen, as its player measures it, ms", labels=cam)
     talk_packets = CounterMetricFamily("opticlink_talk_packets_sent", "talk frames sent to the camera's "
                                        "speaker (one RTP packet each)", labels=cam)
     for r in readings:
@@ -237,8 +252,12 @@ def families(readings: list[CameraReading]) -> Iterator[Metric]:
             rec_gaps.add_metric([c], r.recording["gaps"])
             rec_skipped.add_metric([c], r.recording["frames_skipped"])
             rec_active.add_metric([c], r.recording["active"])
+        viewer_underruns.add_metric([c], r.viewer_underruns)
+        if r.viewer_latency_ms is not None:
+            viewer_latency.add_metric([c], r.viewer_latency_ms)
         if r.talk is not None:
             talk_sessions.add_metric([c], r.talk["sessions"])
             talk_packets.add_metric([c], r.talk["packets"])
     yield from (connected, reconnects, viewers, skew, jitter, lost, reordered, expected, source, reanchors, av,
-                rec_bytes, rec_segments, rec_gaps, rec_skipped, rec_active, talk_sessions, talk_packets)
+                rec_bytes, rec_segments, rec_gaps, rec_skipped, rec_active, viewer_underruns, viewer_latency,
+                talk_sessions, talk_packets)

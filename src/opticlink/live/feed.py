@@ -27,6 +27,10 @@ from opticlink.media import CodecConfig, MediaFrame
 # otherwise grow the cache for as long as it plays.
 MAX_GOP_BYTES = 32 << 20
 MAX_GOP_FRAMES = 600
+# What players report of themselves (`LiveFeed.viewer_report`): a report each 2 s, so a latency older than
+# this is from a player that stopped reporting; and a worklet cannot underrun 100 times in 2 s of sound.
+REPORT_FRESH_S = 10.0
+MAX_UNDERRUNS_PER_REPORT = 100
 
 
 @dataclass(slots=True)
@@ -58,6 +62,10 @@ class Viewer:
         self.rejected = 0  # talk frames refused
         self.sent = 0
         self.closed = False
+        # what the viewer's player last reported (`LiveFeed.viewer_report`): its underruns so far, its latency
+        self.underruns = 0
+        self.latency_ms: float | None = None
+        self.reported_at: float | None = None
 
     def offer(self, message: Message, now: float) -> None:
         if self.closed or (message.audio and self.mute_audio):
@@ -124,6 +132,7 @@ class LiveFeed:
         self.gop_overflows = 0  # times the cache passed a cap and was dropped until the next keyframe
         self._video_track: int | None = None
         self.latencies: deque[float] = deque(maxlen=200_000)  # seconds from publish to socket write
+        self.viewer_underruns = 0  # underruns the viewers' players reported, all viewers so far (monotonic)
 
     @property
     def gop_bytes(self) -> int:
@@ -136,6 +145,23 @@ class LiveFeed:
             return []
         return [f"no keyframe for over {MAX_GOP_FRAMES} frames or {MAX_GOP_BYTES >> 20} MiB "
                 f"({self.gop_overflows} times): new viewers wait for the next keyframe"]
+
+    def viewer_report(self, viewer: Viewer, underruns: int, latency_ms: float | None, now: float) -> None:
+        """What `viewer`'s player says of itself (its audio underruns since it connected, its glass-to-glass
+        latency), at monotonic time `now`: the camera's viewers' underruns add up in `viewer_underruns`. A
+        count that goes down (a restarted player) is a new baseline; one report adds at most
+        `MAX_UNDERRUNS_PER_REPORT` (a player reports every 2 s: more is a broken or hostile one)."""
+        if underruns > viewer.underruns:
+            self.viewer_underruns += min(underruns - viewer.underruns, MAX_UNDERRUNS_PER_REPORT)
+        viewer.underruns = underruns
+        viewer.latency_ms = latency_ms
+        viewer.reported_at = now
+
+    def worst_viewer_latency_ms(self, now: float) -> float | None:
+        """The highest latency among the viewers who reported in the last `REPORT_FRESH_S`; None: none did."""
+        fresh = [v.latency_ms for v in self.viewers if v.latency_ms is not None and v.reported_at is not None
+                 and now - v.reported_at <= REPORT_FRESH_S]
+        return max(fresh, default=None)
 
     @property
     def config_message(self) -> bytes | None:

@@ -1,6 +1,7 @@
 """The live endpoint: one WebSocket per viewer, fed from its bounded queue in the live feed.
 
-What the viewer sends back is talk: JSON control (start, stop) and binary talk frames, each
+What the viewer sends back is talk (JSON control: start, stop; binary talk frames) and, every 2 s, a
+report of how its player fares (audio underruns, latency: for the camera's diagnostics), each
 checked; a malformed or oversized frame is refused and logged (rate-limited), and neither the
 talk session nor the live view suffers from it.
 
@@ -39,6 +40,9 @@ MAX_VIEWERS_PER_CAMERA = 64
 # A viewer whose socket takes nothing for this long is not reading (a frozen tab, a dead client): the feed
 # already skips its video, but its connection (and the audio queued for it) would stay forever.
 SEND_STALL_S = 30.0
+# A player's report of itself (`_player_report`): beyond these it is broken or lying.
+MAX_REPORTED_UNDERRUNS = 1 << 31
+MAX_REPORTED_LATENCY_MS = 600_000.0
 _numbers = itertools.count(1)
 
 
@@ -164,6 +168,19 @@ class _RateLimitedLog:
             self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
 
 
+def _player_report(control: dict[str, object]) -> tuple[int, float | None] | None:
+    """The figures of a player's `{"action": "report", "underruns": N, "latencyMs": X}` (its audio underruns
+    since it connected, its glass-to-glass latency p95 or null), or None when they are not plausible."""
+    underruns, latency = control.get("underruns"), control.get("latencyMs")
+    if isinstance(underruns, bool) or not isinstance(underruns, int) or not 0 <= underruns <= MAX_REPORTED_UNDERRUNS:
+        return None
+    if latency is None:
+        return underruns, None
+    if isinstance(latency, bool) or not isinstance(latency, int | float) or not 0 <= latency <= MAX_REPORTED_LATENCY_MS:
+        return None  # NaN fails the comparison too
+    return underruns, float(latency)
+
+
 async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: TalkSession | None, owner: str,
                    half_duplex: Setting, refusal: Reason, event: Event, others: Feeds) -> None:
     loop = asyncio.get_running_loop()
@@ -220,6 +237,13 @@ async def _receive(websocket: WebSocket, viewer: Viewer, feed: LiveFeed, talk: T
                     reply(state="granted", **info)
                     announce()
                     event("talk_start")
+                elif action == "report":
+                    figures = _player_report(control)
+                    if figures is None:
+                        viewer.rejected += 1
+                        warn.warning("report", "viewer %s: malformed player report refused", viewer.name)
+                        continue
+                    feed.viewer_report(viewer, *figures, time.monotonic())
                 elif action == "stop":
                     if talk is not None and talk.talker == owner:
                         talk.stop(owner)

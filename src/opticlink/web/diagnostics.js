@@ -67,6 +67,10 @@ export function plotsOf(report) {
                                                           { kind: "points", scale: "count" }))] },
     { id: "av", title: "A/V correction", unit: "ms",
       series: [line("audio against video ms", series.av_correction_ms ?? [], "#9e9")] },
+    { id: "viewer", title: "Live viewers: latency and underruns", unit: "ms",
+      series: [line("slowest viewer latency p95 ms", series.viewer_latency_ms ?? [], "#6cf"),
+               line("underruns", (series.viewer_underruns ?? []).map((x) => (x ? x : null)), "#f66",
+                    { kind: "points", scale: "count" })] },
   ];
 }
 

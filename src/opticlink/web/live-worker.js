@@ -36,7 +36,7 @@ const state = {
   outputLatency: 0, contextRate: 48000, retry: 0, closed: false,
   config: null, video: null, audio: null,
   frames: [], wallOf: new Map(), waitingKey: true, lateAt: -Infinity, period: 40000, noAudioLag: null, underrunsTimed: 0,
-  stats: null,
+  stats: null, reports: 0,
   hardware: "no-preference",
   playback: null, // { posterPts, wall, inbox, busy } when playing a recording
   talk: { requested: false, granted: false, port: null, inputLatency: 0, sequence: 0, sent: 0, dropped: 0,
@@ -641,6 +641,18 @@ function schedule() {
   tick();
 }
 
+// Every REPORT_EVERY stats (2 s) the live server hears how this player fares, for the camera's diagnostics
+// page and metrics: its audio underruns since it connected and its latency p95 (glass to glass).
+const REPORT_EVERY = 4;
+
+function tellServer() {
+  const socket = state.socket;
+  if (state.playback || !socket || socket.readyState !== WebSocket.OPEN) return;
+  const latency = state.stats.latencyP95Ms;  // null before any, and below 0 when this machine's clock is behind
+  socket.send(JSON.stringify({ action: "report", underruns: state.stats.underruns,
+                               latencyMs: latency !== null && latency >= 0 ? latency : null }));
+}
+
 function report() {
   state.stats.avOffsetP99Ms = percentile(avOffsets, 99, true);
   state.stats.latencyP50Ms = percentile(latencies, 50);
@@ -659,6 +671,7 @@ function report() {
   state.stats.talkCaptureP50Ms = percentile(state.talk.captureMs, 50);
   state.stats.talkCaptureP95Ms = percentile(state.talk.captureMs, 95);
   self.postMessage({ type: "stats", stats: { ...state.stats }, samples: fresh });
+  if (++state.reports % REPORT_EVERY === 0) tellServer();
   fresh.avOffsets = [];
   fresh.latencies = [];
 }
