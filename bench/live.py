@@ -12,6 +12,7 @@ Chromium's `<video>` plays the same clip, and av-drift-detector measures both pa
 recording. Prints JSON.
 
     .venv/bin/python bench/live.py [--seconds 60] [--viewers 16] [--cases skewed-jittery,clean,hub,judge]
+    .venv/bin/python bench/live.py --cases wall [--wall-jank none,5,20]   # the walls (bench/wall.py)
 """
 
 from __future__ import annotations
@@ -232,12 +233,28 @@ async def judge_case(faults: str, seconds: float) -> dict[str, object]:
     return out
 
 
+async def wall_case(seconds: float, jank_at: str) -> list[dict[str, object]]:
+    """The operator's page: the 4-camera demo wall and a 4x4 wall of 16 sub-streams, each played without jank
+    and with jank starting at 5 s and 20 s (`bench/wall.py`): per tile underruns, A/V p99, latency p50/p95,
+    frames decoded/shown/skipped, and the page's CPU."""
+    import wall
+
+    out = []
+    for page in ("demo", "wall16"):
+        options = argparse.Namespace(seconds=seconds, jank_at=jank_at, busy=0.0, page=page)
+        async with contextlib.AsyncExitStack() as stack:
+            base, cookies = await (wall._demo_page(stack) if page == "demo" else wall._sixteen_page(stack))
+            out.append({"page": page, "cases": await wall._cases(options, base, cookies)})
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--viewers", type=int, default=16)
     parser.add_argument("--players", default="ours,baseline", help="which players (default both)")
     parser.add_argument("--cases", default="skewed-jittery,clean,hub,judge", help="which cases (default all)")
+    parser.add_argument("--wall-jank", default="none,5,20", help="the wall case's jank starts (seconds, or none)")
     parser.add_argument("--viewers-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("url", nargs="?", help=argparse.SUPPRESS)
@@ -256,6 +273,8 @@ async def main() -> None:
         report["hub"] = await hub_case(args.viewers, min(args.seconds, 30.0))
     if "judge" in cases:
         report["judged"] = await judge_case("audio_skew_ppm=300,jitter_ms=40", args.seconds)
+    if "wall" in cases:
+        report["wall"] = await wall_case(args.seconds, args.wall_jank)
     print(json.dumps(report, indent=2))
 
 

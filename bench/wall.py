@@ -18,9 +18,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -132,6 +132,7 @@ async def main() -> None:
     print(json.dumps({"page": args.page, "busy": args.busy, "seconds": args.seconds, "cases": results}, indent=2))
 
 
+BENCH = os.path.dirname(os.path.abspath(__file__))
 OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
 
 
@@ -195,8 +196,10 @@ async def _cases(args: argparse.Namespace, base: str, cookies: list[dict[str, ob
         async with async_playwright() as pw:
             browser = await launch(pw)
             if args.busy:
-                busy = multiprocessing.Process(target=_busy, args=(args.busy, time.time() + 24 * 3600), daemon=True)
-                busy.start()
+                # its own interpreter, not a fork of this one (whose Playwright threads a fork would copy half of:
+                # the run then hung at exit)
+                busy = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {BENCH!r}); "
+                                         f"import wall; wall._busy({args.busy}, {time.time() + 24 * 3600})"])
             for case in args.jank_at.split(","):
                 jank_at = None if case == "none" else float(case)
                 print(f"wall ({args.page}): jank {'none' if jank_at is None else f'from {jank_at:g} s'}, "
@@ -210,7 +213,8 @@ async def _cases(args: argparse.Namespace, base: str, cookies: list[dict[str, ob
             await browser.close()
     finally:
         if busy is not None:
-            busy.terminate()
+            busy.kill()
+            busy.wait()
     return results
 
 

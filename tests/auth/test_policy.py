@@ -8,8 +8,7 @@ from sqlalchemy import update
 from opticlink.auth.policy import LoginLimiter, RequestPolicy
 from opticlink.auth.redact import RedactingFilter, redact
 from opticlink.store import Database
-from opticlink.store.database import DATABASE_FILE
-from opticlink.store.schema import MIGRATIONS, schema_version, users
+from opticlink.store.schema import MIGRATIONS, schema_version
 
 
 def test_hosts_are_names_we_are_known_by_or_ip_literals():
@@ -64,22 +63,6 @@ def test_the_schema_is_created_once_and_a_newer_one_is_refused(tmp_path):
     again.close()
     with pytest.raises(RuntimeError, match="newer than this OpticLink"):
         Database.open(tmp_path)
-
-
-def test_a_version_1_database_gains_the_recording_tables_and_keeps_its_users(tmp_path):
-    from sqlalchemy import create_engine, inspect
-
-    engine = create_engine(f"sqlite:///{tmp_path / DATABASE_FILE}")
-    with engine.begin() as connection:
-        schema_version.create(connection)
-        connection.execute(schema_version.insert().values(version=1))
-        MIGRATIONS[0](connection)
-        connection.execute(users.insert().values(name="ada", role="admin", created=0.0))
-    engine.dispose()
-    db = Database.open(tmp_path)
-    assert db.version == len(MIGRATIONS) and [u.name for u in db.users()] == ["ada"]
-    assert {"segments", "gaps", "garbage", "camera_settings"} <= set(inspect(db.engine).get_table_names())
-    db.close()
 
 
 def test_removing_a_user_removes_their_sessions_tokens_and_permissions(tmp_path):
