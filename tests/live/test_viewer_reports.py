@@ -154,3 +154,17 @@ async def test_a_viewers_reports_reach_the_metrics_and_the_diagnostics_and_a_bad
         assert 'opticlink_viewer_underruns_total{camera="cam1"} 3.0' in metrics
         assert 'opticlink_viewer_latency_ms{camera="cam1"} 75.0' in metrics
         assert report["series"]["viewer_latency_ms"][-1] == 75.0
+
+
+def test_the_hub_latency_ring_keeps_the_latest_samples_in_the_same_memory():
+    from opticlink.live.feed import LatencyRing
+
+    ring = LatencyRing(4)
+    ring.extend([0.1, 0.2, 0.3])
+    assert list(ring) == pytest.approx([0.1, 0.2, 0.3])
+    ring.extend([0.4, 0.5])
+    assert list(ring) == pytest.approx([0.2, 0.3, 0.4, 0.5]) and len(ring) == 4
+    ring.extend([float(i) for i in range(10)])
+    assert list(ring) == [6.0, 7.0, 8.0, 9.0]
+    ring.clear()
+    assert list(ring) == [] and len(ring) == 0

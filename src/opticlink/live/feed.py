@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from opticlink.hub.bus import Subscription
 from opticlink.live.protocol import encode_config, encode_frame, track_description
@@ -31,6 +34,42 @@ MAX_GOP_FRAMES = 600
 # this is from a player that stopped reporting; and a worklet cannot underrun 100 times in 2 s of sound.
 REPORT_FRESH_S = 10.0
 MAX_UNDERRUNS_PER_REPORT = 100
+
+
+# Per-message hub latencies kept per camera for `/api/hub/latency`: 16 viewers of 75 messages a second for
+# 30 s, in a preallocated array (a deque of Python floats this long grew a camera by 6 MB over its first hour).
+LATENCY_SAMPLES = 1 << 16
+
+
+class LatencyRing:
+    """The latest `capacity` latencies (seconds) in a preallocated float32 array: the same memory from the
+    first sample on. Iterating gives them oldest first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._values = np.zeros(capacity, np.float32)
+        self._next = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def extend(self, values: list[float]) -> None:
+        capacity = len(self._values)
+        for value in values[-capacity:]:
+            self._values[self._next] = value
+            self._next = (self._next + 1) % capacity
+        self._count = min(self._count + len(values), capacity)
+
+    def array(self) -> np.ndarray:
+        if self._count < len(self._values):
+            return self._values[:self._count].copy()
+        return np.concatenate((self._values[self._next:], self._values[:self._next]))
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.array().tolist())
+
+    def clear(self) -> None:
+        self._next = self._count = 0
 
 
 @dataclass(slots=True)
@@ -131,7 +170,7 @@ class LiveFeed:
         self._gop_bytes = 0
         self.gop_overflows = 0  # times the cache passed a cap and was dropped until the next keyframe
         self._video_track: int | None = None
-        self.latencies: deque[float] = deque(maxlen=200_000)  # seconds from publish to socket write
+        self.latencies = LatencyRing(LATENCY_SAMPLES)  # seconds from publish to socket write, the latest
         self.viewer_underruns = 0  # underruns the viewers' players reported, all viewers so far (monotonic)
 
     @property
@@ -246,6 +285,4 @@ class LiveFeed:
         self.viewers.discard(viewer)
 
     def record_latency(self, messages: list[Message], now: float) -> None:
-        for message in messages:
-            if not isinstance(message.data, str):
-                self.latencies.append(now - message.published)
+        self.latencies.extend([now - m.published for m in messages if not isinstance(m.data, str)])
