@@ -18,11 +18,14 @@ HERE = Path(__file__).parent
 @contextlib.contextmanager
 def gstreamer_server(tmp_path: Path, video: str = "h264", audio: str = "pcmu", *, clip: Path | None = None,
                      bframes: int = 0, parameter_sets: str = "inband",
-                     audio_ms: int = 0) -> Iterator[tuple[str, Path]]:
-    """Start the GStreamer ONVIF server; yields its URL and the backchannel output file."""
+                     audio_ms: int = 0, audio_report_delay: float = 0.0) -> Iterator[tuple[str, Path]]:
+    """Start the GStreamer ONVIF server; yields its URL and the backchannel output file.
+    `audio_report_delay`: the video's first Sender Report first, the audio's this many seconds later."""
     back = tmp_path / "backchannel.ulaw"
     extra = ["--clip", str(clip)] if clip is not None else []
     extra += ["--bframes", str(bframes), "--parameter-sets", parameter_sets, "--audio-ms", str(audio_ms)]
+    if audio_report_delay:
+        extra += ["--audio-report-delay", str(audio_report_delay)]
     proc = subprocess.Popen([SYSTEM_PYTHON, str(HERE / "gst_onvif_server.py"), "--video", video, "--audio", audio,
                              "--backchannel-file", str(back), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

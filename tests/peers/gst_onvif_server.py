@@ -7,11 +7,14 @@ to --backchannel-file.
 `--clip FILE` serves a Matroska file's picture and sound (av-drift-detector's clip) instead of test
 patterns, re-encoded as a camera would; `--bframes N` encodes with B-frames (H.264 High profile,
 or H.265); `--parameter-sets sdp` sends them only in the SDP (`config-interval=0`, avc stream
-format); `--audio-ms` sets the audio packet duration.
+format); `--audio-ms` sets the audio packet duration; `--audio-report-delay S` makes the video's
+first Sender Report come first and the audio's about S seconds later (see `order_reports`).
 """
 
 import argparse
 import sys
+import threading
+import time
 
 import gi
 
@@ -45,6 +48,48 @@ def video_chain(codec: str, bframes: int, sdp_only: bool) -> str:
             f"rtph265pay name=pay0 pt=96 config-interval={interval}")
 
 
+def element_of(bin_, factory: str):
+    """The first element `factory` made inside `bin_` (this PyGObject's Gst.Iterator is no Python iterator)."""
+    elements = bin_.iterate_recurse()
+    while True:
+        result, element = elements.next()
+        if result != Gst.IteratorResult.OK:
+            raise LookupError(f"no {factory} in {bin_.get_name()}")
+        if element.get_factory() is not None and element.get_factory().get_name() == factory:
+            return element
+
+
+def order_reports(factory, delay_s: float) -> None:
+    """The video's first Sender Report first, the audio's `delay_s` later, as cameras that start their
+    tracks' RTCP timers apart do. rtpbin's sessions send reports every 1 s or so (its default minimum is
+    5 s, randomized, and which track's first report goes first is chance); the audio session's reports
+    are dropped until `delay_s` after the video's first has gone out."""
+    state = {"video_at": None}
+    lock = threading.Lock()
+
+    def video_report(pad, info):
+        with lock:
+            if state["video_at"] is None:
+                state["video_at"] = time.monotonic()
+        return Gst.PadProbeReturn.OK
+
+    def audio_report(pad, info):
+        with lock:
+            at = state["video_at"]
+        if at is None or time.monotonic() < at + delay_s:
+            return Gst.PadProbeReturn.DROP
+        return Gst.PadProbeReturn.OK
+
+    def prepared(media):
+        for i in range(media.n_streams()):
+            media.get_stream(i).get_rtpsession().set_property("rtcp-min-interval", Gst.SECOND)
+        rtpbin = element_of(media.get_element().get_parent(), "rtpbin")
+        for session, probe in ((0, video_report), (1, audio_report)):
+            rtpbin.get_static_pad(f"send_rtcp_src_{session}").add_probe(Gst.PadProbeType.BUFFER, probe)
+
+    factory.connect("media-configure", lambda _factory, media: media.connect("prepared", prepared))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--video", choices=VIDEO, default="h264")
@@ -54,6 +99,7 @@ def main() -> None:
     parser.add_argument("--bframes", type=int, default=0)
     parser.add_argument("--parameter-sets", choices=["inband", "sdp"], default="inband")
     parser.add_argument("--audio-ms", type=int, default=0)
+    parser.add_argument("--audio-report-delay", type=float, default=0.0)
     args = parser.parse_args()
     Gst.init(None)
     video = video_chain(args.video, args.bframes, args.parameter_sets == "sdp")
@@ -80,6 +126,8 @@ def main() -> None:
         "sync=false buffer-mode=unbuffered )")
     factory.set_shared(False)
     factory.set_media_gtype(GstRtspServer.RTSPOnvifMedia)
+    if args.audio_report_delay > 0:
+        order_reports(factory, args.audio_report_delay)
     server = GstRtspServer.RTSPOnvifServer.new()
     server.set_address("127.0.0.1")
     server.set_service("0")

@@ -12,6 +12,12 @@ Each track has two ways to map an RTP timestamp to the receiver's clock:
   track of the camera. Any error of the shared mapping moves all tracks together and cannot put
   them out of sync.
 
+Tracks change to report timing together, when the master (audio) has its first report: a video
+whose report comes first (seconds first, on some servers) stays on arrival timing, aligned to the
+audio by RTP-Info, so the pair is always on one basis. The shared mapping starts then, learnt from
+every unit of the tracks on reports; the lone reports of the tracks that waited (one a second, each
+with its jitter) would tilt its first fitted skew and run the timeline off the camera's clock.
+
 Mappings improve over time and change mode; frames never jump. Each track's output is its
 mapping plus a correction, and every change of the mapping goes into the correction, which then
 decays: audio (the master clock) by at most 0.5 ms per second (0.05 %, inaudible, and slow enough
@@ -440,6 +446,13 @@ class SyncEngine:
             # Tracks change to report timing together with the master: a follower on reports while
             # the master is still on arrival timing would mix two mappings that differ by the
             # camera's and the network's delays, and put A/V off by that until the master's report.
+            if all(t.mode != "rtcp" for t in self.tracks.values()):
+                # The first track on report timing: the wall clock's floor so far holds only the
+                # reports of tracks still on arrival timing (no one used it), one a second, each with
+                # its network jitter. Buckets of one report sit milliseconds above those the units
+                # fill later, and would tilt the floor's first fitted slope (up to its 1000 ppm clamp
+                # with 20 ms of jitter): a timeline running that far from the camera's clock.
+                self.wall_floor.reset()
             track.mode = "rtcp"
             if track is self.master:
                 for other in self.tracks.values():
