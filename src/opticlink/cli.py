@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -132,6 +133,19 @@ async def _capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(value: str) -> int | str:
+    """`--workers`: a count of at least 1, or "auto" (one per core)."""
+    if value.lower() == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a number of workers, or auto") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("at least 1 worker")
+    return count
+
+
 def _tls_mode(value: str) -> bool | str:
     modes = {"auto": "auto", "true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
     if value.lower() not in modes:
@@ -139,24 +153,29 @@ def _tls_mode(value: str) -> bool | str:
     return modes[value.lower()]
 
 
-async def _run_service(config, seconds: float | None, banner: str, *, demo: bool = False) -> None:
+def _announce(banner: str, url: str, secret: str | None, tls, *, demo: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """What a started service prints: its address (the first line: scripts and tests read it; the demo's
+    is its login link), its certificate, and a one-time login link while nobody can log in."""
+    link = f"{url}/login?token={secret}" if secret is not None else None
+    print(banner.format(url=link if demo and link else url), flush=True)
+    if tls is not None:
+        kind = "self-signed, see Trusting the certificate in the README" if tls.self_signed else "yours"
+        print(f"HTTPS certificate {tls.cert} ({kind}), valid until {tls.not_after:%Y-%m-%d}, "
+              f"SHA-256 fingerprint {tls.fingerprint}", flush=True)
+    if link is not None and not demo:
+        print(f"no user can log in yet: open {link} once (it logs you in as admin), then give admin a "
+              f"password: opticlink user passwd admin", flush=True)
+
+
+async def _run_service(config, seconds: float | None, banner: str, *, demo: bool = False,  # type: ignore[no-untyped-def]
+                       node: str | None = None, sock=None) -> None:
     from opticlink.api.server import running, tls_files, wait_stopped
 
     tls = tls_files(config)
-    async with running(config, tls) as (service, url):
+    async with running(config, tls, node=node, sock=sock) as (service, url):
         # Zero config stays zero config: the demo, and a service no one can log in to yet (no user with a
         # password), print a one-time login link, as Jupyter does; opening it sets the session cookie
-        secret = service.gate.first_run_link(always=demo)
-        link = f"{url}/login?token={secret}" if secret is not None else None
-        # the first line: scripts and tests read the address from it (the demo's is its login link)
-        print(banner.format(url=link if demo and link else url), flush=True)
-        if tls is not None:
-            kind = "self-signed, see Trusting the certificate in the README" if tls.self_signed else "yours"
-            print(f"HTTPS certificate {tls.cert} ({kind}), valid until {tls.not_after:%Y-%m-%d}, "
-                  f"SHA-256 fingerprint {tls.fingerprint}", flush=True)
-        if link is not None and not demo:
-            print(f"no user can log in yet: open {link} once (it logs you in as admin), then give admin a "
-                  f"password: opticlink user passwd admin", flush=True)
+        _announce(banner, url, service.gate.first_run_link(always=demo), tls, demo=demo)
         await wait_stopped(service, seconds)  # Ctrl-C or SIGTERM stop the server, and so us
 
 
@@ -170,8 +189,88 @@ async def _serve(args: argparse.Namespace) -> int:
         config.port = args.port
     if args.tls is not None:
         config.tls = args.tls
-    await _run_service(config, args.seconds, f"OpticLink serving {len(config.cameras)} cameras at {{url}}")
+    banner = f"OpticLink serving {len(config.cameras)} cameras at {{url}}"
+    if args.listen_fd is not None:
+        await _serve_worker(config, args)
+        return 0
+    from opticlink.api.server import listening_socket
+    from opticlink.cluster.node import default_node_id
+
+    workers = args.workers if args.workers != "auto" else (os.cpu_count() or 1)
+    if workers > 1 and config.database == "memory":
+        print("opticlink serve: database: memory cannot be shared by workers: one process", file=sys.stderr)
+        workers = 1
+    sock = listening_socket(config.host, config.port)
+    config.port = sock.getsockname()[1]  # port 0: the one the system gave, in the node ids too
+    if workers > 1:
+        await _supervise(config, args, sock, workers, banner)
+        return 0
+    # alone on a file: exactly the service as it always was; on a shared database: a node of it
+    node = (config.node or default_node_id(config.port)) if _shared(config) else None
+    await _run_service(config, args.seconds, banner, node=node, sock=sock)
     return 0
+
+
+async def _supervise(config, args: argparse.Namespace, sock, workers: int, banner: str) -> None:  # type: ignore[no-untyped-def]
+    """`--workers N`: the catalog made ready and the address printed here, the service run by N workers."""
+    from opticlink.api.server import tls_files
+    from opticlink.auth.gate import Gate
+    from opticlink.cluster.node import default_node_id
+    from opticlink.cluster.workers import Supervisor, release_worker, worker_command
+    from opticlink.store import Database
+
+    tls = tls_files(config)  # made once, here: the workers find it
+    database = Database.connect(config.database, config.data_dir)  # migrated once, before the workers open it
+    try:
+        secret = Gate(database).first_run_link()
+    finally:
+        database.close()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    _announce(banner, f"{'https' if tls else 'http'}://{host}:{config.port}", secret, tls)
+    print(f"{workers} worker processes on port {config.port}, cameras shared by leases", file=sys.stderr, flush=True)
+    overrides = ["--port", str(config.port)]
+    if args.host is not None:
+        overrides += ["--host", args.host]
+    if args.tls is not None:
+        overrides += ["--tls", str(args.tls).lower()]
+    if args.verbose:
+        overrides.insert(0, "-v")
+    base = config.node or default_node_id(config.port)
+    database = Database.connect(config.database, config.data_dir)
+
+    async def dead(index: int) -> None:
+        released = await asyncio.to_thread(release_worker, database, f"{base}/{index}")
+        logging.getLogger("opticlink.cluster.workers").info("worker %d: %d cameras released to the others",
+                                                            index, released)
+
+    supervisor = Supervisor(sock, workers, lambda index, fd: worker_command(index, fd, str(args.config), overrides),
+                            on_death=dead)
+    try:
+        await supervisor.run(args.seconds)
+    finally:
+        sock.close()
+        database.close()
+
+
+async def _serve_worker(config, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """One of `--workers N`: the service on the supervisor's socket, as node `<node>/<index>`."""
+    import socket
+
+    from opticlink.api.server import running, tls_files, wait_stopped
+    from opticlink.cluster.node import default_node_id
+    from opticlink.cluster.workers import die_with_parent, watch_parent
+
+    parent = os.getppid()
+    die_with_parent()  # the supervisor killed: so is this worker (as the one process of a service would be)
+    sock = socket.socket(fileno=args.listen_fd)
+    sock.setblocking(False)
+    node = f"{config.node or default_node_id(config.port)}/{args.worker}"
+    async with running(config, tls_files(config), node=node, sock=sock) as (service, _):
+        watcher = asyncio.ensure_future(watch_parent(parent))
+        try:
+            await wait_stopped(service, None)
+        finally:
+            watcher.cancel()
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -418,11 +517,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, help="HTTP port (default from the config, else 8080)")
     v.add_argument("--tls", type=_tls_mode, metavar="auto|true|false",
                    help="HTTPS: auto = when the address is not loopback (default from the config, else auto)")
+    v.add_argument("--workers", type=_workers, metavar="N|auto", default=1,
+                   help="worker processes sharing the port, each a node of the catalog with its share of the "
+                        "cameras (auto: one per core; default 1: a single process; a memory database: 1)")
     v.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    v.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # a worker's index (from the supervisor)
+    v.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # the supervisor's listening socket
 
     d = verbs.add_parser("demo", help="simulated cameras and the live player, no config needed",
                          description="Start four simulated cameras (clean; 300 ppm audio skew with 40 ms jitter; "
-                                     "AAC audio; no audio) and serve them at http://HOST:PORT.")
+                                     "AAC audio; no audio) and serve them at http://HOST:PORT, in one process (for "
+                                     "worker processes and nodes, see serve --workers).")
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     d.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     d.add_argument("--tls", type=_tls_mode, default="auto", metavar="auto|true|false",

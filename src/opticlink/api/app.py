@@ -39,9 +39,12 @@ from opticlink.api.config import CameraConfig
 from opticlink.api.playback import opener, serve_playback, timeline
 from opticlink.api.service import Service, _secrets, talk_unavailable
 from opticlink.api.settings import CameraSettings
+from opticlink.auth.accounts import principal
 from opticlink.auth.gate import Gate, LoginRefused
 from opticlink.auth.roles import Principal
 from opticlink.auth.sessions import COOKIE
+from opticlink.cluster.gather import merge_metrics
+from opticlink.cluster.proxy import HOP_SCOPE, CameraRouter, Hop, Owners, hop_of
 from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import serve_viewer, talker_name
 
@@ -71,21 +74,46 @@ RECHECK_S = 30.0
 
 
 class AccessControl:
-    """ASGI middleware: Host, Origin and credentials for every HTTP request and WebSocket."""
+    """ASGI middleware: Host, Origin and credentials for every HTTP request and WebSocket.
 
-    def __init__(self, app: ASGIApp, gate: Gate) -> None:
+    A request forwarded by another node of the catalog (`cluster.proxy`: a signed `x-opticlink-hop`
+    header, `hop_secret` the catalog's node key) is served as the user it names, with the browser's
+    address; one whose signature does not verify is refused, whatever else it carries. A node alone
+    (`hop_secret` None) refuses every hop."""
+
+    def __init__(self, app: ASGIApp, gate: Gate, hop_secret: str | None = None) -> None:
         self.app = app
         self.gate = gate
+        self.hop_secret = hop_secret
+
+    def _hop_user(self, hop: Hop) -> Principal | None:
+        row = self.gate.db.user_by_id(hop.user_id)
+        return None if row is None else principal(row, "node")
+
+    def _identify(self, scope: Scope, headers: dict[str, str]) -> tuple[Principal | None, Hop | None, bool]:
+        """Who the request is for; the verified hop it came by (if any); False when a hop did not verify."""
+        method = "GET" if scope["type"] == "websocket" else scope["method"]
+        hop = hop_of(headers, self.hop_secret, method, scope["path"])
+        if hop is None:
+            return None, None, False
+        if isinstance(hop, Hop):
+            who = self._hop_user(hop)
+            if who is not None:
+                scope[HOP_SCOPE] = True
+                if hop.client:
+                    scope["client"] = (hop.client[:64], 0)
+            return who, hop, True
+        return self.gate.identify(headers), None, True
 
     async def _watched(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
-                       who: Principal) -> None:
+                       who: Principal, hop: Hop | None = None) -> None:
         """Serve a WebSocket while the credentials that opened it stay valid; then close it (4401)."""
         served = asyncio.ensure_future(self.app(scope, receive, send))
 
         async def watch() -> None:
             while True:
                 await asyncio.sleep(RECHECK_S)
-                now = self.gate.identify(headers)
+                now = self.gate.identify(headers) if hop is None else self._hop_user(hop)
                 if now is None or now.user_id != who.user_id or now.role != who.role:
                     with contextlib.suppress(Exception):
                         await send({"type": "websocket.close", "code": 4401,
@@ -109,15 +137,21 @@ class AccessControl:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host, origin = headers.get("host"), headers.get("origin")
         policy = self.gate.policy
+        # a hop names the owner's internal address (this machine's name, on a wildcard listen address): a
+        # signed hop is no browser a rebinding name could have sent, so the Host policy is not its
+        signed = isinstance(hop_of(headers, self.hop_secret, "GET" if scope["type"] == "websocket" else scope["method"],
+                                scope["path"]), Hop)
         if scope["type"] == "websocket":
             refusal = None
-            if not policy.host_allowed(host):
+            if not policy.host_allowed(host) and not signed:
                 refusal = 4403, "this service is not reached by that host name (add it to hosts: in the config)"
             elif not policy.origin_allowed(origin, host):
                 refusal = 4403, "a page of another origin may not open this WebSocket"
             else:
-                who = self.gate.identify(headers)
-                if who is None:
+                who, hop, verified = self._identify(scope, headers)
+                if not verified:
+                    refusal = 4401, "a hop from another node that does not verify"
+                elif who is None:
                     refusal = 4401, "log in first"
             if refusal is not None:
                 # accepted, then closed: a browser shows the code and reason, not a bare 1006
@@ -126,16 +160,20 @@ class AccessControl:
                 await socket.close(code=refusal[0], reason=refusal[1])
                 return
             scope[PRINCIPAL] = who
-            await self._watched(scope, receive, send, headers, who)
+            await self._watched(scope, receive, send, headers, who, hop)
             return
         path, method = scope["path"], scope["method"]
-        if not policy.host_allowed(host):
+        if not policy.host_allowed(host) and not signed:
             response: Response = JSONResponse({"detail": "this service is not reached by that host name "
                                                          "(add it to hosts: in the config)"}, 421)
         elif method in UNSAFE and not policy.origin_allowed(origin, host):
             response = JSONResponse({"detail": "a page of another origin may not do this"}, 403)
         else:
-            who = self.gate.identify(headers)
+            who, _, verified = self._identify(scope, headers)
+            if not verified:
+                response = JSONResponse({"detail": "a hop from another node that does not verify"}, 401)
+                await response(scope, receive, send)
+                return
             if who is not None or path in PUBLIC:
                 scope[PRINCIPAL] = who
                 await self.app(scope, receive, send)
@@ -213,16 +251,24 @@ def _bench_routes(app: FastAPI, service: Service, pages: Path) -> None:
     app.mount("/static/bench", StaticFiles(directory=pages), name="bench")  # a missing directory fails here
 
     @app.delete("/api/hub/latency", status_code=204)
-    async def reset_hub_latency(_: Admin) -> Response:
+    async def reset_hub_latency(who: Admin, request: Request) -> Response:
         for runtime in service.cameras.values():
             runtime.live.latencies.clear()
+        await _others(app, service, request, who, "DELETE", "/api/hub/latency")  # every node's cameras
         return Response(status_code=204)
 
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="OpticLink", docs_url="/api/docs", openapi_url="/api/openapi.json")
     gate = service.gate
-    app.add_middleware(AccessControl, gate=gate)  # added first: inside `isolate`, so refusals are isolated too
+    node = service.node
+    if node is not None:  # a node of a cluster: a camera another node runs is served from there
+        owners = Owners(local=lambda camera: camera in service.cameras,
+                        known=lambda camera: camera in service.elsewhere, owner=node.owner,
+                        secret=node.secret, node=node.id)
+        app.add_middleware(CameraRouter, owners=owners, principal_key=PRINCIPAL)  # inside AccessControl
+    app.add_middleware(AccessControl, gate=gate,  # added first: inside `isolate`, so refusals are isolated too
+                       hop_secret=node.secret if node is not None else None)
     registry = CollectorRegistry()
     viewers = Gauge("opticlink_viewers", "live viewers", ["camera"], registry=registry)
     frames = Gauge("opticlink_frames_total", "frames published", ["camera"], registry=registry)
@@ -311,7 +357,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/api/me")
     async def me(who: Caller) -> dict[str, object]:
         """Who this request acts for: name, role, and the cameras they may talk to."""
-        talk = [c for c in service.cameras if who.talk_refusal(c) is None]
+        talk = [c.id for c, running in service.all_cameras() if running and who.talk_refusal(c.id) is None]
         return {"name": who.name, "role": who.role.value, "talk": talk}
 
     @app.get("/api/audit")
@@ -341,18 +387,34 @@ def create_app(service: Service) -> FastAPI:
         out: dict[str, object] = (runtime.status() if runtime is not None else
                                   {"id": config.id, "name": config.title, "state": "disabled",
                                    "summary": "disabled: configured, not connected"})
+        elsewhere = config.id in service.elsewhere
+        if elsewhere:  # run by another node of the cluster (its status comes from there: `cameras`)
+            out = {"id": config.id, "name": config.title, "state": "connecting",
+                   "summary": "starting on a node of the cluster", "substream": config.substream_url is not None,
+                   "talk": None, "node": None}
+        elif service.node is not None:
+            out["node"] = service.node.id
         out["declared"] = config.id in service.declared
-        out["enabled"] = runtime is not None
+        out["enabled"] = runtime is not None or elsewhere
         out["password_set"] = any(_secrets(config))
         if who.is_admin:
-            out["config"] = describe(config, enabled=runtime is not None, declared=config.id in service.declared)
+            out["config"] = describe(config, enabled=runtime is not None or elsewhere,
+                                     declared=config.id in service.declared)
         return out
 
     @app.get("/api/cameras")
-    async def cameras(who: Caller) -> list[dict[str, object]]:
+    async def cameras(who: Caller, request: Request) -> list[dict[str, object]]:
         """Every camera: its status (see `CameraRuntime.status`), `declared`, `enabled`; disabled cameras
-        with `state: "disabled"`."""
-        return [_listing(config, who) for config, _ in service.all_cameras()]
+        with `state: "disabled"`. On a node of a cluster, `node` says which runs it: a camera another
+        node runs has that node's status (asked of it), else a placeholder while it moves."""
+        listed = [_listing(config, who) for config, _ in service.all_cameras()]
+        router = _router(app)
+        if router is None or request.scope.get(HOP_SCOPE) or not service.elsewhere:
+            return listed
+        remote = await router.listings(list(service.elsewhere), who.user_id)
+        return [{**remote[entry["id"]], **{k: entry[k] for k in ("declared", "enabled", "password_set", "config")
+                                           if k in entry}}
+                if entry["id"] in remote else entry for entry in listed]
 
     add_camera_routes(app, service, _admin, _address)  # POST /api/cameras, PATCH/DELETE, probe
 
@@ -391,9 +453,15 @@ def create_app(service: Service) -> FastAPI:
         return after
 
     @app.get("/api/hub/latency")
-    async def hub_latency() -> dict[str, object]:
-        """Per-frame hub latency (camera session to WebSocket write), milliseconds."""
+    async def hub_latency(who: Caller, request: Request, samples_only: bool = False) -> dict[str, object]:
+        """Per-frame hub latency (camera session to WebSocket write), milliseconds, of every node's cameras.
+        `samples_only`: this node's samples in seconds (what nodes ask one another)."""
         samples = [s for runtime in service.cameras.values() for s in runtime.live.latencies]
+        if samples_only:
+            return {"samples": samples}
+        for answer in await _others(app, service, request, who, "GET", "/api/hub/latency?samples_only=true"):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                samples += [float(s) for s in answer.json()["samples"]]
         if not samples:
             return {"count": 0}
         ms = np.array(samples) * 1000
@@ -401,14 +469,21 @@ def create_app(service: Service) -> FastAPI:
                 "max_ms": float(ms.max())}
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(who: Caller, request: Request) -> Response:
+        if service.node is not None:  # cameras come and go with their leases: no stale sample of one gone
+            for gauge in (viewers, frames, connected, dropped):
+                gauge.clear()
         for runtime in service.cameras.values():
             viewers.labels(runtime.config.id).set(len(runtime.live.viewers))
             frames.labels(runtime.config.id).set(runtime.live.frames)
             connected.labels(runtime.config.id).set(1 if runtime.session.state == "playing" else 0)
             client = runtime.session.client
             dropped.labels(runtime.config.id).set(client.connection.datagrams_dropped if client is not None else 0)
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+        text = generate_latest(registry)
+        others = await _others(app, service, request, who, "GET", "/metrics")  # a cluster: every node's cameras
+        if others:
+            text = merge_metrics([text.decode(), *(a.text for a in others if a.status_code == 200)])
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     app.include_router(diagnostics.router(service, _principal))
     app.include_router(audio_test.router(service, _principal))
@@ -534,6 +609,27 @@ def create_app(service: Service) -> FastAPI:
                             background=BackgroundTask(path.unlink, missing_ok=True))
 
     return app
+
+
+async def _others(app: FastAPI, service: Service, request: Request, who: Principal, method: str,
+                  path: str) -> list:  # type: ignore[type-arg]
+    """The other live nodes' answers to `method path` (a cluster, asked by a browser or script: never
+    on a hop, so nodes do not ask one another in circles); [] for a node alone."""
+    router = _router(app)
+    if router is None or service.node is None or request.scope.get(HOP_SCOPE):
+        return []
+    peers = {n: p.address for n, p in service.node.ownership.view.nodes.items()}
+    return await router.gather(method, path, who.user_id, peers)
+
+
+def _router(app: FastAPI) -> CameraRouter | None:
+    """The app's CameraRouter (a cluster's node), found in its built middleware stack."""
+    layer = app.middleware_stack
+    while layer is not None:
+        if isinstance(layer, CameraRouter):
+            return layer
+        layer = getattr(layer, "app", None)
+    return None
 
 
 def _runtime(service: Service, camera: str):  # type: ignore[no-untyped-def]

@@ -82,6 +82,8 @@ class ServiceConfig(BaseModel):
     segment_seconds: float = Field(60.0, ge=2, le=600)  # a new segment file at the first keyframe after this
     retain_gb: float | None = Field(None, gt=0)  # all recordings together: the oldest go past this
     min_free_gb: float = Field(1.0, ge=0)  # ... and whenever the disk has less free than this
+    node: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,48}$")  # this node's id among those sharing the
+    #                     database (cluster: leases); default this machine's name and the port (`/N`: worker N)
 
     @field_validator("database")
     @classmethod

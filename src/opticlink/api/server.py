@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
+import threading
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -13,6 +15,7 @@ from opticlink.api.app import create_app
 from opticlink.api.config import ServiceConfig
 from opticlink.api.service import Service
 from opticlink.auth.certificate import TlsFiles, self_signed, user_certificate, wants_tls
+from opticlink.cluster.node import NodeIdentity
 
 SEND_BUFFER = 256 * 1024  # bytes the kernel may hold for one viewer; beyond it the hub decides what to drop
 
@@ -40,16 +43,34 @@ def tls_files(config: ServiceConfig) -> TlsFiles | None:
     return self_signed(config.data_dir, config.host, extra=config.hosts)  # also the names it is reached by
 
 
+def advertised_host(host: str) -> str:
+    """The name other nodes reach this one by: the listen address, or this machine's name for a wildcard."""
+    if host in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return f"[{host}]" if ":" in host else host
+
+
 @contextlib.asynccontextmanager
-async def running(config: ServiceConfig, tls: TlsFiles | None = None) -> AsyncIterator[tuple[Service, str]]:
+async def running(config: ServiceConfig, tls: TlsFiles | None = None, *, node: str | None = None,
+                  sock: socket.socket | None = None) -> AsyncIterator[tuple[Service, str]]:
     """Start the service and its web server; yields the service and its base URL.
 
     HTTPS with `tls`, else with `tls_files(config)` (None: HTTP on loopback unless the config says `tls: true`).
+    `sock`: a listening socket to serve (a worker's, shared with its siblings), else one is opened.
+    `node`: run as that node of the catalog (`opticlink.cluster`), reached by the other nodes on an
+    internal listener of its own (the listen address, an ephemeral port), since a port shared by
+    workers cannot pick one of them.
     The server handles SIGINT and SIGTERM by shutting down; `wait_stopped(service)` returns then."""
     tls = tls or tls_files(config)
-    service = Service(config)
+    sockets = [sock or listening_socket(config.host, config.port)]
+    identity = None
+    if node is not None:
+        sockets.append(listening_socket(config.host, 0))
+        address = f"{'https' if tls else 'http'}://{advertised_host(config.host)}:{sockets[1].getsockname()[1]}"
+        identity = NodeIdentity(node, address)
+    service = Service(config, node=identity)
     await service.start()
-    sock = listening_socket(config.host, config.port)
+    sock = sockets[0]
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off",
                                            ws="websockets-sansio", ws_ping_interval=20.0,
@@ -58,7 +79,12 @@ async def running(config: ServiceConfig, tls: TlsFiles | None = None) -> AsyncIt
                                            # every viewer CPU and latency
                                            ws_per_message_deflate=False,
                                            ssl_certfile=tls and str(tls.cert), ssl_keyfile=tls and str(tls.key)))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    kept = {}
+    if identity is not None and threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises SIGTERM/SIGINT once it has shut down, to the handler it found: a node must live
+        # on to stop its cameras (recordings closed) and release its leases, so it finds one that returns
+        kept = {signum: signal.signal(signum, _shut_down) for signum in (signal.SIGTERM, signal.SIGINT)}
+    task = asyncio.create_task(server.serve(sockets=sockets))
     service.server_task = task
     try:
         while not server.started:
@@ -73,7 +99,14 @@ async def running(config: ServiceConfig, tls: TlsFiles | None = None) -> AsyncIt
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 5)
-        sock.close()
+        for each in sockets:
+            each.close()
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+
+
+def _shut_down(signum: int, frame: object) -> None:
+    """A stop signal, re-raised by uvicorn after it stopped serving: the service stops next (`running`)."""
 
 
 async def wait_stopped(service: Service, seconds: float | None = None) -> None:

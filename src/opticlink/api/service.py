@@ -21,6 +21,9 @@ from opticlink.auth.policy import RequestPolicy
 from opticlink.auth.redact import install_log_redaction, redact
 from opticlink.auth.sessions import SessionPolicy
 from opticlink.camera.session import CameraSession
+from opticlink.cluster.node import NodeIdentity, NodeLoop
+from opticlink.cluster.ownership import Changes
+from opticlink.cluster.recovery import recover_cameras
 from opticlink.hub import FrameBus, Subscription
 from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import announce_talk_available, talker_name
@@ -392,7 +395,10 @@ class Service:
     """Every configured camera's session and hub; `start()` sets the sessions going, each one
     reconnecting by itself with backoff."""
 
-    def __init__(self, config: ServiceConfig, database: Database | None = None) -> None:
+    def __init__(self, config: ServiceConfig, database: Database | None = None,
+                 node: NodeIdentity | None = None) -> None:
+        """`node`: run as that node of a shared catalog (`opticlink.cluster`), only the cameras whose
+        lease it holds; None: alone, every camera (the default)."""
         self.config = config
         self.database = database or Database.connect(config.database, config.data_dir)
         self.gate = Gate(self.database,
@@ -410,9 +416,18 @@ class Service:
         self.started = False
         self.companions: list[Companion] = []  # started and stopped with the service (api.diagnostics's sampler)
         self._changing = asyncio.Lock()  # one camera change at a time (add, edit, remove, enable)
+        # a node of a cluster: the enabled cameras other nodes run (or nobody yet), by id; its node loop
+        self.elsewhere: dict[str, CameraConfig] = {}
+        self.order: dict[str, int] = {}  # cameras in the order configured: every node lists them alike
+        self.node: NodeLoop | None = None
+        if node is not None:
+            self.node = NodeLoop(self.database, node, self._enabled_ids, self._apply_ownership,
+                                 refresh=self._refresh_catalog)
+        self._seen: dict[str, float] = {}  # API-added cameras: their row's `updated` as this node last saw it
         for camera in config.cameras:
-            self.cameras[camera.id] = self._runtime(camera)
+            self._place(camera)
         for row in self.camera_store.all():
+            self._seen[row.id] = row.updated
             if row.id in self.declared:
                 log.warning("camera %s is declared in the configuration file, which wins over the one added "
                             "through the API", row.id)
@@ -424,10 +439,122 @@ class Service:
                             redact(str(exc), [str(row.config.get("password") or "")]))
                 continue
             if row.enabled:
-                self.cameras[stored.id] = self._runtime(stored)
+                self._place(stored)
             else:
                 self.disabled[stored.id] = stored
         settings.restore(self.cameras, self.database, _now())  # what admins changed at runtime, over the YAML
+
+    def _place(self, camera: CameraConfig) -> None:
+        """An enabled camera: built to run here (alone), or left to the node loop (a cluster's node)."""
+        self.order.setdefault(camera.id, len(self.order))
+        if self.node is None:
+            self.cameras[camera.id] = self._runtime(camera)
+        else:
+            self.elsewhere[camera.id] = camera
+
+    def _store(self, camera: str, config: dict[str, object], enabled: bool) -> None:
+        """Keep an API-added camera's configuration (this node's own change: not one to catch up on)."""
+        now = time.time()
+        self.camera_store.put(camera, config, enabled, now)
+        self._seen[camera] = now
+
+    async def _refresh_catalog(self) -> None:
+        """A cluster's node catches up with the cameras other nodes added, changed or removed through the
+        API (each node step): the camera is stopped here if it ran here, then placed afresh."""
+        rows = {row.id: row for row in await asyncio.to_thread(self.camera_store.all) if row.id not in self.declared}
+        async with self._changing:
+            for camera in [c for c in self._seen if c not in rows]:
+                self._seen.pop(camera)
+                await self._drop(camera)
+            for camera, row in rows.items():
+                if self._seen.get(camera) == row.updated:
+                    continue
+                self._seen[camera] = row.updated
+                try:
+                    config = CameraConfig.model_validate(row.config)
+                except ValueError:
+                    log.warning("camera %s kept in the database is not valid, not run", camera)
+                    continue
+                log.info("camera %s changed on another node: placed afresh", camera)
+                await self._drop(camera)
+                install_log_redaction(_secrets(config))
+                if row.enabled:
+                    self._place(config)
+                else:
+                    self.disabled[camera] = config
+
+    async def _drop(self, camera: str) -> None:
+        """Forget a camera here (stopping it if it ran here, its lease given up)."""
+        runtime = self.cameras.pop(camera, None)
+        self.elsewhere.pop(camera, None)
+        self.disabled.pop(camera, None)
+        if runtime is not None:
+            await self._stop_runtime(runtime)
+        if self.node is not None:
+            await self.node.forget(camera)
+
+    def _enabled_ids(self) -> list[str]:
+        """Every enabled camera, run here or elsewhere: what the node loop shares out."""
+        return [*self.cameras, *self.elsewhere]
+
+    def _adopt(self, camera: str) -> CameraRuntime | None:
+        """Build a camera this node just claimed (its settings kept in the database applied)."""
+        config = self.elsewhere.pop(camera, None)
+        if config is None:
+            return None  # removed meanwhile: the next step releases it
+        runtime = self._runtime(config)
+        settings.restore({camera: runtime}, self.database, _now())
+        self.cameras[camera] = runtime
+        return runtime
+
+    async def _apply_ownership(self, changes: Changes) -> None:
+        """The node loop's decisions: stop the cameras lost or given up (at once), start those claimed."""
+        async with self._changing:
+            for camera in changes.stop:
+                runtime = self.cameras.pop(camera, None)
+                if runtime is not None:
+                    self.elsewhere[camera] = runtime.config
+                    await self._stop_runtime(runtime)
+            if not self.started:
+                return
+            loop = asyncio.get_running_loop()
+            for camera in changes.start:
+                runtime = self._adopt(camera)
+                if runtime is None:
+                    continue
+                await self._recover_taken(runtime, loop)
+                self._start_runtime(runtime, loop)
+
+    async def _recover_taken(self, runtime: CameraRuntime, loop: asyncio.AbstractEventLoop) -> None:
+        """A camera taken while running: what its former owner's crash left mended, its gap resumed."""
+        if runtime.recorder is None:
+            return
+        if self.retention is None:
+            await self._start_recording(loop)
+            return
+        camera = runtime.config.id
+        report = await asyncio.to_thread(recover_cameras, self.config.recordings_root, self.recordings, [camera])
+        self.retention.cameras[camera] = CameraLimits(runtime.config.retain_days, runtime.config.retain_gb)
+        last = report.last_wall.get(camera)
+        if last is None:
+            return
+        # however short (a worker's cameras move within a second or two, under the recorder's GAP_S), the time
+        # since the former owner's last frame is indexed as a gap, closed when this node's first segment opens
+        node = self.node.id if self.node is not None else "?"
+        detail = f"the camera moved to node {node} (its former node stopped or gave it up)"
+        gap = self.recordings.open_gap(camera, last, "service not running", detail)
+        runtime.extras["failover gap"] = loop.create_task(self._close_failover_gap(camera, gap, last),
+                                                          name=f"failover-gap-{camera}")
+
+    async def _close_failover_gap(self, camera: str, gap: int, since: float) -> None:
+        """Close a takeover's gap at the start of the camera's first segment after it (checked each 0.5 s)."""
+        while True:
+            await asyncio.sleep(0.5)
+            found = await asyncio.to_thread(self.recordings.segments, camera, since + 1e-3, None, limit=1)
+            first = next((s for s in found if s.start_wall > since), None)
+            if first is not None:
+                await asyncio.to_thread(self.recordings.close_gap, gap, first.start_wall)
+                return
 
     def _runtime(self, camera: CameraConfig) -> CameraRuntime:
         """A camera's session, bus, live feed, talk and recorder, not started yet."""
@@ -473,6 +600,9 @@ class Service:
 
     async def _stop_runtime(self, runtime: CameraRuntime) -> None:
         """Stop a camera cleanly: talk, session, consumers (the recorder closes its segment), viewers."""
+        closer = runtime.extras.pop("failover gap", None)
+        if isinstance(closer, asyncio.Task):
+            closer.cancel()
         check = runtime.extras.pop("speaker check", None)
         if isinstance(check, asyncio.Task):
             check.cancel()
@@ -499,18 +629,23 @@ class Service:
 
     def all_cameras(self) -> list[tuple[CameraConfig, bool]]:
         """Every camera's configuration and whether it runs: the running ones, then the disabled ones."""
-        return [(r.config, True) for r in self.cameras.values()] + [(c, False) for c in self.disabled.values()]
+        enabled = [r.config for r in self.cameras.values()] + list(self.elsewhere.values())
+        if self.node is not None:
+            enabled.sort(key=lambda c: self.order.get(c.id, len(self.order)))
+        return [(c, True) for c in enabled] + [(c, False) for c in self.disabled.values()]
 
     def camera_config(self, camera: str) -> CameraConfig | None:
         runtime = self.cameras.get(camera)
-        return runtime.config if runtime is not None else self.disabled.get(camera)
+        if runtime is not None:
+            return runtime.config
+        return self.elsewhere.get(camera) or self.disabled.get(camera)
 
     async def add_camera(self, camera: CameraConfig, enabled: bool = True) -> None:
         """Add a camera (kept in the database) and start it, unless `enabled` is false. KeyError: the id is taken."""
         async with self._changing:
             if self.camera_config(camera.id) is not None:
                 raise KeyError(camera.id)
-            self.camera_store.put(camera.id, camera.model_dump(mode="json"), enabled, time.time())
+            self._store(camera.id, camera.model_dump(mode="json"), enabled)
             Recordings(self.database).set_camera_settings(camera.id, {}, time.time())  # a former camera's go
             await self._run(camera, enabled)
 
@@ -519,9 +654,10 @@ class Service:
         async with self._changing:
             runtime = self.cameras.pop(camera.id, None)
             self.disabled.pop(camera.id, None)
+            self.elsewhere.pop(camera.id, None)
             if runtime is not None:
                 await self._stop_runtime(runtime)
-            self.camera_store.put(camera.id, camera.model_dump(mode="json"), enabled, time.time())
+            self._store(camera.id, camera.model_dump(mode="json"), enabled)
             # the settings kept apart (`apply_settings`) would override the new configuration at the next start
             Recordings(self.database).set_camera_settings(camera.id, {}, time.time())
             await self._run(camera, enabled)
@@ -531,9 +667,11 @@ class Service:
         async with self._changing:
             runtime = self.cameras.pop(camera, None)
             self.disabled.pop(camera, None)
+            self.elsewhere.pop(camera, None)
             if runtime is not None:
                 await self._stop_runtime(runtime)
             self.camera_store.remove(camera)
+            self._seen.pop(camera, None)
             Recordings(self.database).set_camera_settings(camera, {}, time.time())
 
     async def _run(self, camera: CameraConfig, enabled: bool) -> None:
@@ -541,6 +679,11 @@ class Service:
             self.disabled[camera.id] = camera
             return
         install_log_redaction(_secrets(camera))
+        if self.node is not None:  # a cluster's node: the node loop places it (here or on another node)
+            self._place(camera)
+            await self.node.forget(camera.id)  # stopped by the caller (an edit): claimed afresh
+            self.node.wake()
+            return
         runtime = self._runtime(camera)
         self.cameras[camera.id] = runtime
         if not self.started:
@@ -585,14 +728,18 @@ class Service:
         _follow_settings(runtime, changed, talker, _now())
         settings.persist(self.database, camera_id, {name: getattr(runtime.config, name) for name in changes})
         if camera_id not in self.declared:  # an API-added camera: its stored configuration follows
-            self.camera_store.put(camera_id, runtime.config.model_dump(mode="json"), True, time.time())
+            self._store(camera_id, runtime.config.model_dump(mode="json"), True)
         return settings.effective(runtime.config)
 
     async def _start_recording(self, loop: asyncio.AbstractEventLoop) -> None:
         """Recover what a crash left (before any recorder writes), then keep retention running."""
         root = self.config.recordings_root
         root.mkdir(parents=True, exist_ok=True)
-        report = await asyncio.to_thread(recover, root, self.recordings)
+        if self.node is None:
+            report = await asyncio.to_thread(recover, root, self.recordings)
+        else:  # other nodes record beside this one: only the cameras it holds
+            report = await asyncio.to_thread(recover_cameras, root, self.recordings,
+                                             [c for c, r in self.cameras.items() if r.recorder is not None])
         for runtime in self.cameras.values():
             if runtime.recorder is not None:
                 runtime.recorder.resume_from = report.last_wall.get(runtime.config.id)
@@ -626,6 +773,10 @@ class Service:
         self.gate.sessions.purge()  # sessions that expired while the service was down
         self.database.remove_audit_before(time.time() - self.config.audit_days * 86400)
         loop = asyncio.get_running_loop()
+        if self.node is not None:  # claimed before any camera starts: a node alone starts them all at once
+            changes = await asyncio.to_thread(self.node.first_step)
+            for camera in changes.start:
+                self._adopt(camera)
         if any(runtime.recorder is not None for runtime in self.cameras.values()):
             await self._start_recording(loop)
         for runtime in self.cameras.values():
@@ -633,8 +784,12 @@ class Service:
         self.started = True
         for companion in self.companions:
             companion.start()
+        if self.node is not None:
+            self.node.start()
 
     async def stop(self) -> None:
+        if self.node is not None:
+            await self.node.stop()
         for companion in self.companions:
             await companion.stop()
         if self.retention_task is not None:
@@ -643,3 +798,5 @@ class Service:
                 await self.retention_task
         for runtime in list(self.cameras.values()):
             await self._stop_runtime(runtime)
+        if self.node is not None:  # after the cameras stopped: the others may take them at once
+            await self.node.leave()

@@ -12,7 +12,7 @@ streams from there; recordings stay on the owner's disk).
 
 What is here is only that data layer. The node-side loop (claim unowned cameras, renew, stop a camera
 whose renewal failed, at once: another node may already have it), the placement policy (which node
-claims which camera) and the proxying are built on these calls, not here.
+claims which camera) and the proxying are built on these calls in `opticlink.cluster`.
 
 Each operation is one SQL statement, atomic on both backends: a claim is `INSERT … ON CONFLICT (camera)
 DO UPDATE … WHERE the lease expired or is the claimer's`, so of two nodes claiming one camera at the
@@ -97,6 +97,17 @@ class Leases:
         with self.engine.begin() as c:
             row = c.execute(statement).first()
         return None if row is None else _lease(row)
+
+    def renew_all(self, *, ttl: float | None = None, now: float | None = None) -> set[str]:
+        """Extend every lease this node holds in force to `now + ttl`, in one statement; the cameras
+        renewed. A camera the node runs that is not among them is lost: stop it at once."""
+        now = self._now(now)
+        statement = (update(leases)
+                     .where((leases.c.node == self.node) & (leases.c.expires_at > now))
+                     .values(expires_at=now + (ttl or self.ttl))
+                     .returning(leases.c.camera))
+        with self.engine.begin() as c:
+            return {row.camera for row in c.execute(statement)}
 
     def release(self, camera: str) -> bool:
         """Give `camera` up (this node stopped it): another node may claim it at once. False: not ours."""

@@ -172,7 +172,27 @@ leases = Table(
 V1 = ("schema_version", "users", "talk_permissions", "sessions", "api_tokens", "login_links", "audit")
 V2 = ("segments", "gaps", "garbage", "camera_settings")
 V3 = ("cameras",)
+# The nodes serving one catalog (`cluster`): each heartbeats its row while it runs; a node whose
+# `seen_until` passed is dead (its leases expire as well). `address` is where the others reach it
+# (http://127.0.0.1:PORT: an internal listener of its own, even when the nodes share a public port).
+nodes = Table(
+    "nodes", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("address", String(200), nullable=False),
+    Column("started", Float, nullable=False),  # Unix seconds, the database's clock
+    Column("seen_until", Float, nullable=False),
+)
+
+# Settings of the whole catalog: `node_secret` is the key nodes sign their hops to one another with
+# (made once by the first node; only something that can read the catalog can forge a hop).
+catalog_settings = Table(
+    "catalog_settings", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(400), nullable=False),
+)
+
 V4 = ("leases",)
+V5 = ("nodes", "catalog_settings")
 
 
 def _create_v1(connection: Connection) -> None:
@@ -191,7 +211,11 @@ def _create_v4(connection: Connection) -> None:
     metadata.create_all(connection, tables=[metadata.tables[name] for name in V4])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2, _create_v3, _create_v4]
+def _create_v5(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[metadata.tables[name] for name in V5])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2, _create_v3, _create_v4, _create_v5]
 
 MIGRATION_LOCK = 0x4F50544C  # "OPTL": PostgreSQL's advisory lock key for migrations
 
