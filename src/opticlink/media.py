@@ -102,9 +102,9 @@ class MediaFrame:
         return self.pts_us if self.dts_us is None else self.dts_us
 
 
-def length_prefixed(nalus: list[bytes]) -> bytes:
-    """NAL units in the 4-byte length-prefixed layout."""
-    return b"".join(len(n).to_bytes(4, "big") + n for n in nalus)
+def length_prefixed(nalus: list[bytes] | list[bytes | bytearray]) -> bytes:
+    """NAL units in the 4-byte length-prefixed layout (each unit's bytes copied once, by the join)."""
+    return b"".join([part for n in nalus for part in (len(n).to_bytes(4, "big"), n)])
 
 
 def split_length_prefixed(data: bytes) -> list[bytes]:

@@ -57,7 +57,8 @@ class CameraIngest:
             return []
         if self._next_rr is None:
             self._next_rr = now + self.rr_interval
-        return [(track, unit) for unit in state.receiver.receive(data, now)]
+        units = state.receiver.receive(data, now)
+        return [(track, unit) for unit in units] if units else []
 
     def on_rtcp(self, track: int, data: bytes, now: float) -> list[SenderReportInfo]:
         """Parse a compound RTCP packet; returns the Sender Reports it carried."""
@@ -86,10 +87,12 @@ class CameraIngest:
 
     def deadline(self) -> float | None:
         """When `poll` must next run (a jitter buffer gap or a receiver report falls due)."""
-        times = [t for s in self.states.values() if (t := s.receiver.deadline()) is not None]
-        if self._next_rr is not None:
-            times.append(self._next_rr)
-        return min(times) if times else None
+        earliest = self._next_rr  # asked after every chunk received: no list
+        for state in self.states.values():
+            t = state.receiver.deadline()
+            if t is not None and (earliest is None or t < earliest):
+                earliest = t
+        return earliest
 
     def poll(self, now: float) -> list[tuple[int, AccessUnit]]:
         out: list[tuple[int, AccessUnit]] = []

@@ -92,6 +92,7 @@ class CameraSession:
         self.foreign_reports: dict[int, int] = {}  # per track: Sender Reports of another SSRC than its RTP's
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._input_at: float | None = None  # RTP arrived at this time, `_after_input` not yet run for it
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._playing = asyncio.Event()
@@ -139,7 +140,7 @@ class CameraSession:
         while not self._stopping:
             self.state = "connecting"
             try:
-                client = RtspClient(self.config, self._on_event)
+                client = RtspClient(self.config, self._on_event, on_drained=self._on_drained)
             except ValueError as exc:  # a URL that can never work: say so and stop trying
                 self.last_error = RtspError("url", f"{exc} (camera URL {redact_url(self.config.url)})")
                 self.state = "stopped"
@@ -224,11 +225,12 @@ class CameraSession:
         if self.on_client_event is not None:
             self.on_client_event(event)
         ingest = self.ingest
-        if isinstance(event, RtpReceived):
+        if event.__class__ is RtpReceived:
             if ingest is not None:
-                for track, unit in ingest.on_rtp(event.track, event.data, event.now):
-                    self._deliver(track, unit, event.now)
-                self._after_input(event.now)
+                now = event.now
+                for track, unit in ingest.on_rtp(event.track, event.data, now):
+                    self._deliver(track, unit, now)
+                self._input_at = now  # `_after_input` runs once the client has passed on all it received
         elif isinstance(event, RtcpReceived):
             if ingest is not None:
                 for info in ingest.on_rtcp(event.track, event.data, event.now):
@@ -258,6 +260,12 @@ class CameraSession:
         elif isinstance(event, BackchannelUnavailable):
             self.backchannel_note = event.reason
             log.info("camera %s: backchannel unavailable: %s", self.name, event.reason)
+
+    def _on_drained(self) -> None:
+        """The client passed on everything it received: receiver reports and timers, once a chunk."""
+        now, self._input_at = self._input_at, None
+        if now is not None and self.ingest is not None and self.client is not None:
+            self._after_input(now)
 
     def _after_input(self, now: float) -> None:
         assert self.ingest is not None and self.client is not None

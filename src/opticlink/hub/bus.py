@@ -180,6 +180,7 @@ class FrameBus:
         self.frames = 0
         self._filters: list[tuple[str, Filter]] = []
         self._subscriptions: list[Subscription] = []
+        self._stages: list[tuple[str, Filter]] = []  # the filters some subscription takes the output of, or one before
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -190,6 +191,7 @@ class FrameBus:
         if any(n == name for n, _ in self._filters):
             raise ValueError(f"a filter named {name!r} is already on the bus")
         self._filters.append((name, stage))
+        self._plan()
 
     def subscribe(self, name: str, *, policy: Policy = "skip", after: str | None = None,
                   max_bytes: int = MAX_QUEUE_BYTES, max_frames: int = MAX_QUEUE_FRAMES) -> Subscription:
@@ -197,24 +199,33 @@ class FrameBus:
             raise ValueError(f"no filter named {after!r} on the bus")
         subscription = Subscription(name, policy, after, max_bytes, max_frames)
         self._subscriptions.append(subscription)
+        self._plan()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.close()
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
+            self._plan()
+
+    def _plan(self) -> None:
+        """The filters a frame must pass: up to the last one a subscription takes the output of (worked
+        out when subscriptions or filters change, not for every frame)."""
+        needed = {s.after for s in self._subscriptions if s.after is not None}
+        last = max((i for i, (name, _) in enumerate(self._filters) if name in needed), default=-1)
+        self._stages = self._filters[:last + 1]
 
     def publish(self, frame: MediaFrame, now: float) -> None:
         """Offer `frame` to every subscription (the camera session calls this; it never blocks)."""
         self.frames += 1
+        if not self._stages:  # no filter wanted: every subscription takes the frame as it came
+            for subscription in self._subscriptions:
+                subscription.offer(frame, now)
+            return
         stages: dict[str | None, MediaFrame] = {None: frame}
         current = frame
-        needed = {s.after for s in self._subscriptions if s.after is not None}
-        for name, stage in self._filters:
-            if not needed:
-                break
+        for name, stage in self._stages:
             current = stage(current, now)
             stages[name] = current
-            needed.discard(name)
         for subscription in self._subscriptions:
             subscription.offer(stages[subscription.after], now)

@@ -172,12 +172,15 @@ class Recorder:
         loop = asyncio.get_running_loop()
         try:
             while not self.subscription.closed:
-                deadline = self._merger.deadline()
-                timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - loop.time()))
-                queued = []
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        queued = await self.subscription.get()
+                if len(self.subscription):  # frames came during the pause (the steady state): no wait to set up
+                    queued = self.subscription.get_nowait()
+                else:
+                    deadline = self._merger.deadline()
+                    timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - loop.time()))
+                    queued = []
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            queued = await self.subscription.get()
                 now = loop.time()
                 frames = [q.frame for q in queued]
                 overflow = self.subscription.take_gaps()

@@ -139,6 +139,7 @@ class SegmentWriter:
                 self._video = video_stream(self.container, keyframe, length_prefixed=True)
             if audio is not None:
                 self._audio = _audio_stream(self.container, audio)
+                self._audio_time_base = Fraction(1, audio.sample_rate)  # made once: a Fraction costs microseconds
         except Exception:
             self.file.abandon()
             raise
@@ -174,7 +175,7 @@ class SegmentWriter:
         packet = av.Packet(data)
         packet.stream = self._audio
         rate = self.audio_config.sample_rate
-        packet.time_base = Fraction(1, rate)
+        packet.time_base = self._audio_time_base
         packet.pts = packet.dts = sample
         packet.duration = samples
         self.container.mux(packet)

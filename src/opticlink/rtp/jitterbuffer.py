@@ -63,6 +63,12 @@ class JitterBuffer:
     def push(self, packet: RtpPacket, arrival: float) -> list[Released]:
         """Accept a packet; returns what can be released now, in order."""
         seq = packet.sequence
+        expected = self._expected
+        if expected is not None and seq == expected & 0xFFFF and not self._held:
+            # the next packet with nothing held (nearly every packet): released at once, as below
+            self._probe = None
+            self._expected = expected + 1
+            return [BufferedPacket(packet, expected, arrival)]
         if self._expected is None:
             self._expected = seq
             self._probe = None

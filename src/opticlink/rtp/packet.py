@@ -39,6 +39,8 @@ class RtpPacket:
         if n < 12:
             raise RtpParseError(f"RTP packet of {n} bytes is shorter than the 12-byte header")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        if b0 == 0x80:  # version 2 with no padding, extension nor CSRC: nearly every packet, parsed at once
+            return cls(b1 & 0x7F, seq, ts, ssrc, bytes(data[12:]), b1 > 0x7F)
         if b0 >> 6 != 2:
             raise RtpParseError(f"RTP version {b0 >> 6}, expected 2")
         offset = 12 + 4 * (b0 & 0x0F)

@@ -44,22 +44,28 @@ class TrackReceiver:
         if packet.payload_type != self.format.payload_type:
             self.other_payload_types += 1
             return []
+        buffer = self.buffer
+        if packet.ssrc == self.ssrc:  # the same source (every packet but a stream's first): no list to merge
+            self.stats.on_packet(self._seq.unwrap(packet.sequence), packet.timestamp, arrival, len(data))
+            released = buffer.push(packet, arrival)
+            self.stats.late = buffer.late
+            self.stats.duplicates = buffer.duplicates
+            return self._release(released) if released else []
         out: list[AccessUnit] = []
-        if packet.ssrc != self.ssrc:
-            if self.ssrc is not None:
-                out.extend(self._release(self.buffer.flush()))
-                out.extend(self._stamp(self.depacketizer.flush()))
-                self.depacketizer.loss()
-                self.buffer.reset()
-                self.stats.restart()
-                self._seq.reset()
-                self._last_sr = None
-                self.ssrc_changes += 1
-            self.ssrc = packet.ssrc
+        if self.ssrc is not None:  # a new source: the old one's units first
+            out.extend(self._release(buffer.flush()))
+            out.extend(self._stamp(self.depacketizer.flush()))
+            self.depacketizer.loss()
+            buffer.reset()
+            self.stats.restart()
+            self._seq.reset()
+            self._last_sr = None
+            self.ssrc_changes += 1
+        self.ssrc = packet.ssrc
         self.stats.on_packet(self._seq.unwrap(packet.sequence), packet.timestamp, arrival, len(data))
-        out.extend(self._release(self.buffer.push(packet, arrival)))
-        self.stats.late = self.buffer.late
-        self.stats.duplicates = self.buffer.duplicates
+        out.extend(self._release(buffer.push(packet, arrival)))
+        self.stats.late = buffer.late
+        self.stats.duplicates = buffer.duplicates
         return out
 
     def deadline(self) -> float | None:
@@ -85,8 +91,11 @@ class TrackReceiver:
         return self.stats.report_block(self.ssrc, lsr, dlsr)
 
     def _release(self, items: list[Released]) -> list[AccessUnit]:
-        out: list[AccessUnit] = []
         depacketizer = self.depacketizer
+        if len(items) == 1 and type(items[0]) is BufferedPacket:  # one packet in order: the usual case
+            units = depacketizer.push(items[0])
+            return self._stamp(units) if units else units
+        out: list[AccessUnit] = []
         for item in items:
             if isinstance(item, BufferedPacket):
                 out.extend(depacketizer.push(item))

@@ -24,6 +24,7 @@ from opticlink.rtsp.client import (
     Failed,
     Playing,
     Redirected,
+    RtpReceived,
     RtspClientConnection,
     Track,
     TransportFallback,
@@ -43,10 +44,17 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or DEFAULT_PORT
 
 
-class _TcpProtocol(asyncio.Protocol):
+RECV_BYTES = 256 * 1024  # what one read takes at most (asyncio's own read size)
+
+
+class _TcpProtocol(asyncio.BufferedProtocol):
+    """Reads into one buffer of its own (`recv_into`): a plain `Protocol` costs a new 256 KiB `bytes` per
+    read, which for a few kilobytes of RTP is most of the read's cost."""
+
     def __init__(self, client: RtspClient, connection: RtspClientConnection) -> None:
         self.client = client
         self.connection = connection  # a redirect replaces the client's connection: ignore stale events
+        self._buffer = memoryview(bytearray(RECV_BYTES))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sock = transport.get_extra_info("socket")
@@ -54,9 +62,12 @@ class _TcpProtocol(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.connection is self.client.connection:
-            self.client._on_data(data)
+            self.client._on_data(self._buffer[:nbytes])  # the connection copies what it keeps
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connection is self.client.connection:
@@ -82,9 +93,13 @@ class RtspClient:
     # them (or a camera sending us around) ends as an error instead of going on for ever.
     MAX_REDIRECTS = 3
 
-    def __init__(self, config: ClientConfig, on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, config: ClientConfig, on_event: Callable[[Event], None] | None = None, *,
+                 on_drained: Callable[[], None] | None = None) -> None:
         self.config = config
         self.on_event = on_event or (lambda event: None)
+        # called once the events of what was just received have all gone to `on_event`: a consumer does
+        # its per-batch work (timers, reports) there rather than per RTP packet
+        self.on_drained = on_drained
         self.connection = RtspClientConnection(config)
         self._loop = asyncio.get_event_loop()
         self._transport: asyncio.Transport | None = None
@@ -154,7 +169,7 @@ class RtspClient:
         self.connection.start(self._loop.time(), self._server_host)
         self._pump()
 
-    def _on_data(self, data: bytes) -> None:
+    def _on_data(self, data: bytes | memoryview) -> None:
         self.connection.receive_data(data, self._loop.time())
         self._pump()
 
@@ -177,7 +192,11 @@ class RtspClient:
     def _pump(self) -> None:
         self._flush()
         connection = self.connection
+        on_event = self.on_event
         while (event := connection.next_event()) is not None:
+            if event.__class__ is RtpReceived:  # nearly every event: nothing to do here but pass it on
+                on_event(event)
+                continue
             if isinstance(event, UdpPortsRequired):
                 self._loop.create_task(self._bind_udp(event.tracks))
             elif isinstance(event, Playing):
@@ -198,15 +217,23 @@ class RtspClient:
                     self._replace_connection(connection.successor())
             elif isinstance(event, Closed) and connection is self.connection:
                 self._shutdown(self._error)
-            self.on_event(event)
+            on_event(event)
+        if self.on_drained is not None:
+            self.on_drained()
         self._flush()
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         deadline = self.connection.get_timer()
+        timer = self._timer
+        if timer is not None:
+            # A timer due no later than the deadline is kept: if it fires early, `handle_timer` finds nothing
+            # due and it is set again. (The media stall deadline moves with every chunk received: a new
+            # timer per chunk cost an allocation, a cancelled heap entry and a heap push each time.)
+            if deadline is not None and timer.when() <= deadline and not self._closed.done():
+                return
+            timer.cancel()
+            self._timer = None
         if deadline is not None and not self._closed.done():
             self._timer = self._loop.call_at(deadline, self._on_timer)
 

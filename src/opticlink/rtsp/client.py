@@ -375,8 +375,8 @@ class RtspClientConnection:
         self.state = State.OPTIONS
         self._request("OPTIONS", self.url, self._on_options)
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Bytes received on the RTSP connection."""
+    def receive_data(self, data: bytes | memoryview, now: float) -> None:
+        """Bytes received on the RTSP connection; what is kept is copied, so `data` may be a view of a read buffer."""
         self._now = now
         if self.state == State.CLOSED:
             return
@@ -385,9 +385,10 @@ class RtspClientConnection:
         except RtspParseError as exc:
             self._fail("stream", f"malformed data from the camera: {exc}")
             return
+        channels, events, tracks = self._channel_map, self._events, self.tracks
         for message in messages:
-            if isinstance(message, InterleavedFrame):
-                target = self._channel_map.get(message.channel)
+            if message.__class__ is InterleavedFrame:
+                target = channels.get(message.channel)
                 if target is None:
                     self.frames_unrouted += 1
                     continue
@@ -395,11 +396,12 @@ class RtspClientConnection:
                 self._last_media = now
                 self._media_seen = True
                 if is_rtcp:
-                    self._events.append(RtcpReceived(index, message.data, now))
+                    events.append(RtcpReceived(index, message.data, now))
                 else:
-                    self.tracks[index].last_packet = now
-                    self._events.append(RtpReceived(index, message.data, now))
-            elif isinstance(message, RtspResponse):
+                    tracks[index].last_packet = now
+                    events.append(RtpReceived(index, message.data, now))
+                continue  # media cannot close the connection
+            if isinstance(message, RtspResponse):
                 self._events.append(Exchanged(False, _exchanged_text(message.serialize()), now))
                 self._on_response(message, now)
             else:
@@ -407,6 +409,7 @@ class RtspClientConnection:
                 self._on_server_request(message)
             if self.state == State.CLOSED:
                 return
+            tracks = self.tracks  # a response may have set the tracks anew
 
     def receive_datagram(self, track: int, rtcp: bool, data: bytes, now: float,
                          source: tuple[str, int] | None = None) -> None:

@@ -154,12 +154,22 @@ class RtspReader:
         self._pending: tuple[RtspRequest | RtspResponse, int] | None = None  # message awaiting body
         self._searched = 0  # bytes at the buffer's start already searched for a head's end
 
-    def feed(self, data: bytes) -> list[RtspMessage]:
+    def feed(self, data: bytes | memoryview) -> list[RtspMessage]:
         """Append received bytes; returns every message now complete, in order."""
         buf = self._buf
         buf += data
         out: list[RtspMessage] = []
         pos, n = 0, len(buf)
+        view = memoryview(buf)  # an interleaved frame's bytes are copied once, from here (released below)
+        try:
+            pos = self._parse(buf, view, pos, n, out)
+        finally:
+            view.release()
+        del buf[:pos]
+        return out
+
+    def _parse(self, buf: bytearray, view: memoryview, pos: int, n: int, out: list[RtspMessage]) -> int:
+        """Parse the messages in `buf` from `pos` into `out`; returns where the incomplete rest starts."""
         while pos < n:
             if self._pending is not None:
                 message, length = self._pending
@@ -175,10 +185,11 @@ class RtspReader:
                 if n - pos < 4:
                     break
                 length = (buf[pos + 2] << 8) | buf[pos + 3]
-                if n - pos < 4 + length:
+                end = pos + 4 + length
+                if end > n:
                     break
-                out.append(InterleavedFrame(buf[pos + 1], bytes(buf[pos + 4 : pos + 4 + length])))
-                pos += 4 + length
+                out.append(InterleavedFrame(buf[pos + 1], bytes(view[pos + 4 : end])))
+                pos = end
                 continue
             if first in (0x0D, 0x0A):  # stray line ends between messages
                 pos += 1
@@ -205,8 +216,7 @@ class RtspReader:
                 self._pending = (message, length)
             else:
                 out.append(message)
-        del buf[:pos]
-        return out
+        return pos
 
 
 def _parse_head(head: bytes) -> RtspRequest | RtspResponse:

@@ -70,7 +70,7 @@ class UnitAssembly:
         self.malformed = 0
         self.problem: str | None = None
         self._size = 0  # payload bytes of the unit being gathered, dropped ones included
-        self._nalus: list[bytes] = []
+        self._nalus: list[bytes | bytearray] = []  # a fragmented unit is kept as the bytearray it was gathered in
         self._ts: int | None = None
         self._arrival = 0.0
         self._keyframe = False
@@ -87,7 +87,7 @@ class UnitAssembly:
     def flush(self) -> list[AccessUnit]:
         return self._emit()
 
-    def _keep(self, nal: bytes) -> None:
+    def _keep(self, nal: bytes | bytearray) -> None:
         if self._damaged:
             return  # dropped at emit anyway: not kept
         if len(self._nalus) == MAX_UNIT_NALUS:

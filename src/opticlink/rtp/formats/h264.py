@@ -6,7 +6,7 @@ import base64
 import binascii
 
 from opticlink.media import AccessUnit, VideoConfig, nal_headers
-from opticlink.rtp.formats.base import NalPacketizer, RtpFormat, UnitAssembly
+from opticlink.rtp.formats.base import MAX_UNIT_BYTES, NalPacketizer, RtpFormat, UnitAssembly
 from opticlink.rtp.jitterbuffer import BufferedPacket
 
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
@@ -85,9 +85,15 @@ class H264Depacketizer(UnitAssembly):
         if not payload:
             self.malformed += 1
             return
-        if not self._grow(len(payload)):
+        size = self._size + len(payload)
+        if size <= MAX_UNIT_BYTES:  # `_grow`'s test, inline: it runs for every packet
+            self._size = size
+        elif not self._grow(len(payload)):
             return
         kind = payload[0] & 0x1F
+        if kind == FU_A and len(payload) >= 3 and not payload[1] & 0xC0 and self._fu is not None:
+            self._fu += payload[2:]  # the middle of a fragmented NAL unit: most packets of a picture
+            return
         if 1 <= kind <= 23:
             self._fu = None
             self._add(payload)
@@ -117,17 +123,17 @@ class H264Depacketizer(UnitAssembly):
             else:
                 self._fu += payload[2:]
             if header & 0x40 and self._fu is not None:
-                self._add(bytes(self._fu))
+                self._add(self._fu)  # kept as gathered (never changed again): the unit's join copies it once
                 self._fu = None
         else:
             self.malformed += 1  # STAP-B, MTAP and FU-B need interleaved mode, which we do not offer
 
-    def _add(self, nal: bytes) -> None:
+    def _add(self, nal: bytes | bytearray) -> None:
         kind = nal[0] & 0x1F
         if kind == NAL_SPS and nal != self.config.parameter_sets[0]:
-            self.config = VideoConfig("h264", (nal, self.config.parameter_sets[1]))
+            self.config = VideoConfig("h264", (bytes(nal), self.config.parameter_sets[1]))
         elif kind == NAL_PPS and nal != self.config.parameter_sets[1]:
-            self.config = VideoConfig("h264", (self.config.parameter_sets[0], nal))
+            self.config = VideoConfig("h264", (self.config.parameter_sets[0], bytes(nal)))
         elif kind == NAL_IDR:
             self._keyframe = True
         self._keep(nal)
