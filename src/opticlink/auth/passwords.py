@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()
-# verified against when the user does not exist, so a wrong name takes as long as a wrong password
-_UNKNOWN = _hasher.hash("no such user: this hash only takes time")
+
+
+@functools.cache
+def _unknown() -> str:
+    """Verified against when the user does not exist, so a wrong name takes as long as a wrong password.
+    Made at first use, not at import: every process that imports the service (each worker, each CLI
+    verb) would otherwise pay a 64 MiB argon2 hash, about 0.4 CPU-s, to start."""
+    return _hasher.hash("no such user: this hash only takes time")
 
 MIN_PASSWORD = 8  # characters; argon2 makes guessing slow, not short passwords safe
 MAX_PASSWORD = 1024  # characters: hashing a megabyte "password" per request would be a CPU lever
@@ -29,6 +37,6 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_PASSWORD:
         return False
     try:
-        return _hasher.verify(password_hash or _UNKNOWN, password) and password_hash is not None
+        return _hasher.verify(password_hash or _unknown(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
