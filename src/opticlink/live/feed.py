@@ -81,6 +81,15 @@ class Message:
     audio: bool = False
 
 
+@dataclass(slots=True)
+class _Held:
+    """A picture of the cached group, not encoded yet (nobody watched when it came)."""
+
+    frame: MediaFrame
+    sent: float | None
+    published: float
+
+
 class Viewer:
     """One viewer's queue; its sender task awaits `get()` and writes what it returns."""
 
@@ -166,10 +175,9 @@ class LiveFeed:
         self.frames = 0
         self._configs: dict[int, tuple[str, CodecConfig]] = {}
         self._config_message: bytes | None = None
-        self._gop: list[Message] = []
+        self._gop: list[Message | _Held] = []
         self._gop_bytes = 0
         self.gop_overflows = 0  # times the cache passed a cap and was dropped until the next keyframe
-        self._video_track: int | None = None
         self.latencies = LatencyRing(LATENCY_SAMPLES)  # seconds from publish to socket write, the latest
         self.viewer_underruns = 0  # underruns the viewers' players reported, all viewers so far (monotonic)
 
@@ -249,28 +257,39 @@ class LiveFeed:
             for viewer in self.viewers:
                 viewer.offer(config, now)
         video = frame.kind == "video"
-        message = Message(encode_frame(frame, sent), video, frame.keyframe, now if published is None else published,
-                          audio=not video)
+        published = now if published is None else published
+        if not self.viewers:
+            # nobody watches: a picture is only kept, as it is, for the next viewer's start (encoded then)
+            if video:
+                self._keep(_Held(frame, sent, published))
+            return
+        message = Message(encode_frame(frame, sent), video, frame.keyframe, published, audio=not video)
         if video:
-            if self._video_track is None:
-                self._video_track = frame.track
-            if frame.keyframe:
-                self._gop = [message]
-                self._gop_bytes = len(message.data)
-            elif self._gop:
-                self._gop_bytes += len(message.data)
-                self._gop.append(message)
-                if self._gop_bytes > MAX_GOP_BYTES or len(self._gop) > MAX_GOP_FRAMES:
-                    self._gop = []
-                    self._gop_bytes = 0
-                    self.gop_overflows += 1
+            self._keep(message)
         for viewer in self.viewers:
             viewer.offer(message, now)
+
+    def _keep(self, picture: Message | _Held) -> None:
+        """Cache a picture of the group that starts at the latest keyframe (dropped past either cap)."""
+        size = len(picture.data) if isinstance(picture, Message) else len(picture.frame.data)
+        keyframe = picture.keyframe if isinstance(picture, Message) else picture.frame.keyframe
+        if keyframe:
+            self._gop = [picture]
+            self._gop_bytes = size
+        elif self._gop:
+            self._gop_bytes += size
+            self._gop.append(picture)
+            if self._gop_bytes > MAX_GOP_BYTES or len(self._gop) > MAX_GOP_FRAMES:
+                self._gop = []
+                self._gop_bytes = 0
+                self.gop_overflows += 1
 
     def attach(self, viewer: Viewer, now: float) -> None:
         """Start a viewer at the latest keyframe."""
         if self._config_message is not None:
             viewer.offer(Message(self._config_message, False, False, now), now)
+        self._gop = [m if isinstance(m, Message) else Message(encode_frame(m.frame, m.sent), True, m.frame.keyframe,
+                                                               m.published) for m in self._gop]
         for message in self._gop:
             viewer.offer(Message(message.data, True, message.keyframe, now), now)
         self.viewers.add(viewer)
