@@ -66,9 +66,10 @@ def clips(work: Path, seconds: float) -> tuple[Path, Path]:
 
 
 async def record(page, base: str, camera: str, native_clip: Path, parts: list[tuple[str, float]],  # type: ignore[no-untyped-def]
-                 out: Path) -> list[Part]:
+                 out: Path, *, playback: float | None = None) -> list[Part]:
     """Open the judge page for `camera` and record each (player, seconds) part in turn: "ours",
-    "baseline" or "native" (`<video>` playing `native_clip`). Writes the WebM to `out`."""
+    "baseline" or "native" (`<video>` playing `native_clip`). Writes the WebM to `out`. `playback`
+    (Unix s): "ours" plays the camera's recording from then instead of its live picture."""
     body = native_clip.read_bytes()
 
     async def serve_clip(route) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +78,8 @@ async def record(page, base: str, camera: str, native_clip: Path, parts: list[tu
 
     clip_url = f"{base}/static/bench/judge-clip.mp4"  # not a file there: the route serves it
     await page.route(clip_url, serve_clip)
-    await page.goto(f"{base}/static/bench/judge.html?camera={camera}&clip={clip_url}")
+    recorded = f"&playback={playback}" if playback is not None else ""
+    await page.goto(f"{base}/static/bench/judge.html?camera={camera}&clip={clip_url}{recorded}")
     await page.wait_for_function("window.judgeReady === true")
     result = await page.evaluate("(parts) => window.judge(parts)",
                                  [{"player": player, "seconds": seconds} for player, seconds in parts])

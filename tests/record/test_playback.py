@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import pytest
 
+from opticlink.api.playback import _still_written, parse_control
 from opticlink.media import AudioConfig, MediaFrame, VideoConfig
 from opticlink.record.playback import (
     END_WAIT_S,
@@ -17,6 +18,7 @@ from opticlink.record.playback import (
     Reset,
     State,
 )
+from opticlink.store.recordings import SegmentRow
 
 VIDEO = VideoConfig("h264", (b"\x67sps", b"\x68pps"))
 AUDIO = AudioConfig("pcmu", 8000)
@@ -206,3 +208,77 @@ def test_the_end_of_what_is_recorded_ends_the_playback_after_a_wait():
     videos = [f.data for f in frames_of(events) if f.kind == "video"]
     assert len(videos) == len(set(videos))  # and gave nothing twice
     assert source.next_due() is None
+
+
+class GrowingReader(Reader):
+    """A recording still being made: each open sees what was written by then (the reader opened at a
+    seek holds the files as they were), `seen` seconds more each time."""
+
+    def __init__(self, frames: list[Rec], first_end: float, seen: float) -> None:
+        super().__init__(frames)
+        self.end, self.seen = first_end, seen
+
+    def __call__(self, wall: float):
+        frames = self.frames
+        self.frames = [r for r in frames if r.wall < self.end]
+        try:
+            return super().__call__(wall)
+        finally:
+            self.frames = frames
+            self.end += self.seen
+
+
+def test_a_reader_that_ends_where_more_was_recorded_since_carries_on_without_a_pause():
+    # playing near the live edge: the files read at the seek end, later ones hold more; no freeze between
+    reader = GrowingReader(recording(), BASE + 3.0, seen=2.0)
+    source = PlaybackSource(reader, BASE + 1.0, now=0.0)
+    sent: list[tuple[float, MediaFrame]] = []
+    now = 0.0
+    while now <= 6.0:
+        sent += [(now, f) for f in frames_of(source.poll(now)) if f.kind == "video"]
+        now += 0.005
+    later = [(at, f) for at, f in sent if at > 0.0]  # after the way to the poster
+    assert len(reader.opened) >= 3
+    assert max(b[0] - a[0] for a, b in pairwise(later)) < 0.05  # every picture on time: none waited a second
+    assert all(b[1].pts_us - a[1].pts_us == 40_000 for a, b in pairwise(later))
+
+
+def test_frames_of_a_segment_just_begun_are_placed_one_wall_second_per_media_second():
+    # indexed at its start only (its first flush is still to come): without this, every frame read from
+    # its file would carry its start's wall time, and a player would show one time for seconds
+    row = SegmentRow(1, "cam1", 1, "cam1/x.mov", "writing", BASE, BASE, 7_000_000, 7_000_000, "server", 0, 0,
+                     "h264", "pcmu")
+    assert row.wall_at(9_500_000) == BASE  # as the index has it
+    assert _still_written(row).wall_at(9_500_000) == pytest.approx(BASE + 2.5)
+    flushed = replace(row, end_wall=BASE + 1.0, media_end_us=8_000_000)
+    assert _still_written(flushed) is flushed  # indexed since: its own mapping
+    done = replace(row, state="done")
+    assert _still_written(done) is done
+
+
+def test_a_lead_sends_frames_that_long_before_they_are_due_with_their_times_unchanged():
+    # a follower in synchronized playback holds its pictures until the leader's clock reaches them
+    source = PlaybackSource(Reader(recording()), BASE + 5.5, now=100.0)
+    run_until(source, 100.0, 101.0)
+    source.set_lead(0.3)
+    now, given = 101.005, []
+    for _ in range(100):
+        given += [(now, f) for f in frames_of(source.poll(now))]
+        now += 0.01
+    steady = [(at, f) for at, f in given if at > 101.05]  # after the burst that takes up the lead
+    assert steady
+    for at, f in steady:
+        session = (at - 100.0) * 1e6
+        assert session + 300_000 - 10_000 <= f.dts_us <= session + 300_000
+    stamps = [f.dts_us for _, f in given if f.kind == "video"]
+    assert all(b - a == 40_000 for a, b in pairwise(stamps))  # the same times as without a lead
+    with pytest.raises(ValueError):
+        source.set_lead(1.5)
+
+
+def test_a_lead_is_a_control_message_of_at_most_a_second():
+    assert parse_control('{"action": "lead", "value": 0.3}', BASE) == ("lead", 0.3)
+    for bad in ('{"action": "lead", "value": 2}', '{"action": "lead", "value": -0.1}',
+                '{"action": "lead", "value": true}', '{"action": "lead"}'):
+        with pytest.raises(ValueError):
+            parse_control(bad, BASE)

@@ -6,7 +6,9 @@ frames come paced by `record.playback.PlaybackSource`, re-stamped on the playbac
 with their recorded wall time in the frame header's capture-time field. Text messages, both ways:
 
 - from the page, JSON: `{"action": "play" | "pause"}`, `{"action": "seek", "wall": T}` (Unix
-  seconds), `{"action": "speed", "value": 0.5 | 1 | 2 | 4}`; at most `MAX_CONTROL_BYTES`, at most
+  seconds), `{"action": "speed", "value": 0.5 | 1 | 2 | 4}`, `{"action": "lead", "value": S}` (send
+  frames S seconds, 0 to `MAX_LEAD_S`, before they are due: a player slaved to a group's leader in
+  synchronized playback holds them until the leader's clock reaches them); at most `MAX_CONTROL_BYTES`, at most
   `MAX_QUEUED_CONTROLS` waiting (seeks in a row collapse into the last); anything else is answered
   `{"type": "error", "reason": ...}` and logged (rate-limited);
 - from the server: `{"type": "reset", "pts", "wall", "speed", "state"}` before the frames of a seek
@@ -27,12 +29,14 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from opticlink.live.protocol import encode_config, encode_frame, track_description
 from opticlink.record.playback import (
+    MAX_LEAD_S,
     SPEEDS,
     Config,
     Event,
@@ -45,7 +49,7 @@ from opticlink.record.playback import (
 )
 from opticlink.record.reader import RecordedFrame, read_frames
 from opticlink.store.database import Database
-from opticlink.store.recordings import Recordings
+from opticlink.store.recordings import Recordings, SegmentRow
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +69,20 @@ def opener(root: Path, recordings: Recordings, camera: str) -> OpenReader:
     """`open_reader(wall)` for a camera: its recorded frames from the keyframe before `wall`."""
     def open_reader(wall: float) -> Iterator[RecordedFrame]:
         segments = recordings.segments(camera, wall - SEGMENT_LOOKBACK_S, wall + SEGMENT_WINDOW_S, limit=400)
-        return read_frames(root, segments, wall)
+        return read_frames(root, [_still_written(s) for s in segments], wall)
 
     return open_reader
+
+
+def _still_written(segment: SegmentRow) -> SegmentRow:
+    """A segment as the reader should place its frames in wall time. One being written that has not
+    been indexed past its start yet (its first flush is up to half a second away) spans no media time,
+    and every frame read from its file would get its start's wall time: its frames are placed at one
+    wall second per media second from its start instead (as the recorder indexes it meanwhile)."""
+    if segment.state != "writing" or segment.media_end_us > segment.media_start_us:
+        return segment
+    return replace(segment, end_wall=segment.start_wall + SEGMENT_LOOKBACK_S,
+                   media_end_us=segment.media_start_us + round(SEGMENT_LOOKBACK_S * 1e6))
 
 
 def parse_control(text: str, now_wall: float) -> tuple[str, float | None]:
@@ -93,6 +108,11 @@ def parse_control(text: str, now_wall: float) -> tuple[str, float | None]:
         value = message.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float) or float(value) not in SPEEDS:
             raise ValueError(f"speed `value` must be one of {list(SPEEDS)}")
+        return action, float(value)
+    if action == "lead":
+        value = message.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_LEAD_S:
+            raise ValueError(f"lead `value` must be seconds from 0 to {MAX_LEAD_S}")
         return action, float(value)
     raise ValueError("unknown control message")
 
@@ -194,6 +214,8 @@ def _step(source: PlaybackSource, commands: list[tuple[str, float | None]],
             source.seek(value, now)
         elif action == "speed" and value is not None:
             source.set_speed(value, now)
+        elif action == "lead" and value is not None:
+            source.set_lead(value)
     return source.poll(clock()), source.next_due()
 
 

@@ -26,6 +26,11 @@ speeds the configuration carries no audio track, so the player runs on the pictu
 live camera without sound. Above 2× only keyframes are sent (a decoder that keeps up with 4× of a
 4K stream cannot be counted on); between them the picture holds.
 
+**Lead** (`set_lead`): a player slaved to another's clock (synchronized playback of several cameras)
+may need its pictures before their time, to line up with a leader that plays them later than it
+would; with a lead, frames go out that much before they are due, their times unchanged. The player
+holds them (decoded) until its clock reaches them.
+
 G.711 and L16 audio read back in long packets is cut into pieces of at most `AUDIO_PIECE_MS`, as a
 camera sends it, so the player's jitter estimate sees a camera's packets, not a file's chunks.
 """
@@ -50,8 +55,9 @@ MAX_PREROLL_BYTES = 64 << 20
 MAX_FRAMES_PER_POLL = 400  # a poll gives at most this many (the adapter calls again at once)
 MAX_BEHIND_S = 1.0  # fallen further behind than this (a stalled reader): re-anchor instead of a burst
 MAX_STRETCH_JUMP_US = 10_000_000  # a jump of media time within a run larger than this starts a new stretch
-RETRY_S = 1.0  # at the end of what is recorded: look for more this often ...
+RETRY_S = 1.0  # at the end of what is recorded (the reader reopened at once found nothing more): look this often ...
 END_WAIT_S = 5.0  # ... for this long before the playback ends
+MAX_LEAD_S = 1.0  # frames are sent at most this long before they are due (`set_lead`)
 
 
 class Recorded(Protocol):
@@ -131,6 +137,7 @@ class PlaybackSource:
         self._exhausted_at: float | None = None
         self._retry_at = 0.0
         self.frames_sent = 0
+        self.lead_us = 0.0
         self._seek(start_wall, now, playing)
 
     # commands
@@ -159,6 +166,12 @@ class PlaybackSource:
         else:
             self._events.append(State(self.state, speed))
 
+    def set_lead(self, seconds: float) -> None:
+        """Send frames `seconds` (0 to MAX_LEAD_S) before they are due from now on; their times stay."""
+        if not 0.0 <= seconds <= MAX_LEAD_S:
+            raise ValueError(f"lead {seconds} s is not within 0 to {MAX_LEAD_S} s")
+        self.lead_us = seconds * 1e6
+
     # pacing
 
     def session_us(self, now: float) -> float:
@@ -177,7 +190,7 @@ class PlaybackSource:
         head = self._peek()
         if head is None:
             return self._retry_at
-        return self._t0 + self._due(head) / 1e6
+        return self._t0 + (self._due(head) - self.lead_us) / 1e6
 
     def poll(self, now: float) -> list[Event]:
         """Everything due by `now`."""
@@ -196,15 +209,15 @@ class PlaybackSource:
                     events.append(State("ended", self.speed, "the end of what is recorded"))
                 return
             head = self._peek()
-            if head is None:
+            if head is None:  # the reader's files end here: reopened at once, they may hold what was recorded since
                 self._exhausted_at = now
-                self._retry_at = now + RETRY_S
+                self._retry_at = now
                 continue
             if self._run != head.run or (self._last_decode is not None
                                          and abs(head.frame.decode_us - self._last_decode) > MAX_STRETCH_JUMP_US):
                 self._new_stretch(head, now)
             due = self._due(head)
-            if due > self.session_us(now):
+            if due > self.session_us(now) + self.lead_us:
                 break
             heapq.heappop(self._pending)
             behind = self.session_us(now) - due

@@ -20,13 +20,19 @@
 // shown; the frame at `pts` is drawn at once, paused or not), `playback` (playing, paused, ended:
 // the sound stops without an underrun) and `position` messages, passed on to the page; the page's
 // `control` messages go to the server. A frame header's capture time is the recorded wall time: the
-// stats carry the one of the frame on screen (`wall`, Unix seconds) instead of a latency.
+// stats carry the one of the frame on screen (`wall`, Unix seconds, shown at `wallAt`, epoch ms) instead
+// of a latency, and `cursor`: the recorded wall time the presentation clock stands at (group-clock.js).
+// Synchronized playback: a `follow` message carries the group leader's cursor (null: follow none);
+// a follower presents its video by its own clock plus an offset that slews it to the leader's
+// (group-clock.js's Follower: rate trims, drop/repeat of pictures; never a seek). So that a follower
+// has its pictures in time, every playback asks the server for its frames PLAYBACK_LEAD_S early.
 import { parseConfig, parseFrame, FLAGS, base64Bytes, deliveryUs } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 import { focus, focusMessage, mutedAudio, unseenVideo } from "./worker-focus.js";
 import { AudioLatency, LATENCY } from "./latency.js";
 import { DisplayTiming, PlayheadFit } from "./clock.js";
 import { choose, fallenBehind, framePeriod, leaveUndecoded } from "./frames.js";
+import { cursorAt, Follower, leadFor, PLAYBACK_LEAD_S, WallMap } from "./group-clock.js";
 
 const NO_AUDIO_MARGIN_MS = 40;
 const NOT_YET = 1 << 30; // a start level the ring never reaches
@@ -38,7 +44,7 @@ const state = {
   frames: [], wallOf: new Map(), waitingKey: true, lateAt: -Infinity, period: 40000, noAudioLag: null, underrunsTimed: 0,
   stats: null, reports: 0,
   hardware: "no-preference",
-  playback: null, // { posterPts, wall, inbox, busy } when playing a recording
+  playback: null, // { posterPts, wall, inbox, busy, state, speed, walls, lead, follower, offset, resetAt } when playing a recording
   talk: { requested: false, granted: false, port: null, inputLatency: 0, sequence: 0, sent: 0, dropped: 0,
           captureMs: [] },
 };
@@ -68,7 +74,11 @@ self.onmessage = (event) => {
     state.outputLatency = message.outputLatency || 0;
     if (message.ring) state.ring = SampleRing.from(message.ring.data, message.ring.control);
     state.stats.audioTransport = state.ring ? "shared ring" : "message port";
-    if (message.playback) state.playback = { posterPts: null, wall: null, inbox: [], busy: false };
+    if (message.playback) {
+      state.playback = { posterPts: null, wall: null, inbox: [], busy: false, state: "paused", speed: 1,
+                         walls: new WallMap(), lead: null, follower: new Follower(), offset: 0, resetAt: 0,
+                         leadS: PLAYBACK_LEAD_S, leadAskedAt: 0 };
+    }
     if (message.port) {
       state.port = message.port;
       state.portControl = new Int32Array(CONTROL.SIZE);
@@ -77,6 +87,7 @@ self.onmessage = (event) => {
     connect();
     schedule();
     setInterval(report, 500);
+    if (state.playback) setInterval(tellCursor, CURSOR_EVERY_MS);
     setInterval(controlLatency, 100);
   } else if (message.type === "latency") {
     state.outputLatency = message.outputLatency || 0;
@@ -86,6 +97,14 @@ self.onmessage = (event) => {
     state.talk.port = message.port;
     state.talk.inputLatency = message.inputLatency || 0;
     message.port.onmessage = (e) => sendTalkFrame(e.data);
+  } else if (message.type === "follow") { // synchronized playback: the leader's cursor, or null
+    const playback = state.playback;
+    if (!playback) return;
+    if (!message.cursor && playback.lead) {
+      playback.offset = 0;
+      playback.follower = new Follower();
+    }
+    playback.lead = message.cursor || null;
   } else if (message.type === "control") { // playback: play, pause, seek, speed
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message.control));
   } else if (message.type === "audible" || message.type === "visible" || message.type === "size") { // the wall
@@ -140,7 +159,11 @@ function connect() {
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
   state.socket = socket;
-  socket.onopen = () => { state.stats.connected = true; state.retry = 0; };
+  socket.onopen = () => {
+    state.stats.connected = true;
+    state.retry = 0;
+    if (state.playback) socket.send(JSON.stringify({ action: "lead", value: state.playback.leadS })); // group-clock.js
+  };
   socket.onmessage = (event) => {
     const playback = state.playback;
     if (playback && (playback.busy || playback.inbox.length)) { // in order, after the decoder is configured
@@ -249,6 +272,10 @@ function onPlayback(message) {
     state.waitingKey = true;
     state.noAudioLag = null;
     state.wallOf.clear();
+    playback.walls.clear();
+    playback.follower.reset();
+    playback.resetAt = performance.timeOrigin + performance.now(); // a leader's cursor from before is not followed
+    state.stats.cursor = null;
     state.audio?.latency.resetVideo();
     playback.posterPts = message.pts;
     quietAudio();
@@ -261,7 +288,16 @@ function onPlayback(message) {
     }
   }
   if ("wall" in message && message.wall) playback.wall = message.wall;
+  if ((message.type === "reset" || message.type === "playback") && message.state) playback.state = message.state;
+  if ((message.type === "reset" || message.type === "playback") && message.speed) playback.speed = message.speed;
+  if (state.stats.cursor) state.stats.cursor.playing = playback.state === "playing"; // a paused leader is not run on
   self.postMessage({ type: "playback", message });
+}
+
+const CURSOR_EVERY_MS = 100; // a leader's cursor to the page: a follower hears of a stall of it within this
+
+function tellCursor() {
+  if (state.stats.cursor) self.postMessage({ type: "cursor", cursor: state.stats.cursor });
 }
 
 /** Stop the sound at once (a pause, a seek, the end), without an underrun: it restarts as a new stream. */
@@ -283,7 +319,7 @@ function posterFrame(frame) {
   if (frame.timestamp < playback.posterPts - 500) { frame.close(); return true; }
   playback.posterPts = null;
   const wall = state.wallOf.get(Math.round(frame.timestamp));
-  if (wall) state.stats.wall = wall / 1e6;
+  if (wall) { state.stats.wall = wall / 1e6; state.stats.wallAt = performance.timeOrigin + performance.now(); }
   draw(frame);
   state.stats.framesShown++;
   return true;
@@ -510,6 +546,7 @@ function onVideo(frame) {
   }
   if (frame.wall > 0) {
     state.wallOf.set(Math.round(frame.pts), frame.wall);
+    state.playback?.walls.add(Math.round(frame.pts), frame.wall);
     if (!state.playback) state.stats.videoArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   }
   if (state.wallOf.size > 300) state.wallOf.delete(state.wallOf.keys().next().value);
@@ -548,7 +585,8 @@ function present(begin) {
   const clockNow = videoClock();
   if (clockNow === null) return;
   const shownAt = begin + DISPLAY.interval; // when what is drawn now is on screen
-  const clock = clockNow + (shownAt - now); // the presentation time then
+  let clock = clockNow + (shownAt - now); // the presentation time then
+  if (state.playback) clock = groupClock(clock, shownAt);
   frames.sort((a, b) => a.timestamp - b.timestamp);
   state.period = framePeriod(frames, state.period);
   if (state.video && fallenBehind(frames, clock, state.video.decoder.decodeQueueSize)) {
@@ -581,12 +619,43 @@ function present(begin) {
   const wall = state.wallOf.get(Math.round(show.timestamp));
   if (wall && state.playback) {
     state.stats.wall = wall / 1e6; // what is on screen was recorded then
+    state.stats.wallAt = performance.timeOrigin + shownAt / 1000;
   } else if (wall) {
     const latency = performance.timeOrigin + shownAt / 1000 - wall / 1000;
     record(latencies, latency);
     fresh.latencies.push(latency);
     state.stats.latencyMs = +latency.toFixed(1);
   }
+}
+
+/** Playback: the presentation clock `clock` (µs) for the picture on screen at `shownAt` (µs, performance
+ *  time), moved to the group leader's when following one; publishes this player's cursor. */
+function groupClock(clock, shownAt) {
+  const playback = state.playback;
+  const at = performance.timeOrigin + shownAt / 1000;
+  const speed = playback.speed || 1;
+  let follow = null; // why a follower does not follow now, for the stats
+  if (playback.lead && playback.lead.at < playback.resetAt) follow = "waiting for the leader after a seek";
+  else if (playback.lead) {
+    const leader = cursorAt(playback.lead, at);
+    const target = leader === null || playback.state !== "playing" ? null : playback.walls.ptsAt(leader * 1e6, speed);
+    follow = target !== null ? "following" : leader === null ? "leader paused or not heard from" : playback.state;
+    playback.offset = playback.follower.update(at, clock, target);
+    clock += playback.offset;
+    const lead = leadFor(playback.leadS, playback.offset);
+    if (lead !== null && at - playback.leadAskedAt > 1000 && state.socket?.readyState === WebSocket.OPEN) {
+      playback.leadS = lead; // its stream is behind the leader's: the server sends it earlier
+      playback.leadAskedAt = at;
+      state.socket.send(JSON.stringify({ action: "lead", value: lead }));
+    }
+  }
+  const wall = playback.walls.wallAt(clock, speed);
+  if (wall !== null) {
+    state.stats.cursor = { wall: wall / 1e6, at, speed, playing: playback.state === "playing",
+                           offsetMs: +(playback.lead ? playback.offset / 1000 : 0).toFixed(1), follow, leadS: playback.leadS,
+                           steps: playback.follower.stepped };
+  }
+  return clock;
 }
 
 // Drawing a VideoFrame may need a graphics context that a Worker can only get through the page's

@@ -3,6 +3,9 @@
 // `playRecording(wall)` switches it to the camera's recording (the same Worker and worklet, fed by
 // the playback WebSocket), `control({action})` plays, pauses, seeks and changes speed, `showLive()`
 // goes back; a `playback` event carries the server's reset/playback/position messages.
+// `follow(cursor)` slaves a playing recording to a group leader's cursor (its `cursor` events, ten a
+// second; null: on its own again): its picture follows the leader's clock and its sound is muted meanwhile
+// (group-clock.js).
 // On a wall: `setAudible(false)` mutes it (its Worker then spends nothing on sound), `setVisible(false)`
 // stops its video decoding (one narrower than 160 device pixels decodes keyframes only), `stream="sub"` asks for the camera's sub-stream (a change of stream keeps
 // the old picture until the new one's first frame is shown), `notalk` hides the talk button, and the
@@ -109,7 +112,22 @@ export class OpticlinkPlayer extends HTMLElement {
     this.samples = { avOffsets: [], latencies: [] };
     this.recording = null; // { start, speed, paused } while playing a recording
     this.playback = null; // { state, speed, wall }: the latest the server said
+    this.following = false; // slaved to a group leader's clock (synchronized playback): muted
   }
+
+  /** Synchronized playback: follow the group leader's `cursor` (its `cursor` events), or null: play on
+   *  this player's own clock again. A follower is muted while it follows. */
+  follow(cursor) {
+    const following = Boolean(cursor) && Boolean(this.recording);
+    if (following !== this.following) {
+      this.following = following;
+      for (const pipe of [this.pipe, this.pending]) pipe?.worker.postMessage({ type: "audible", audible: this.heard });
+    }
+    this.pipe?.worker.postMessage({ type: "follow", cursor: following ? cursor : null });
+  }
+
+  /** Whether the sound plays: heard on the wall and not following another camera's clock. */
+  get heard() { return this.audible && !this.following; }
 
   /** Play the camera's recording from `wall` (Unix seconds); paused: show that picture and hold. */
   playRecording(wall, { speed = 1, paused = false } = {}) {
@@ -124,6 +142,7 @@ export class OpticlinkPlayer extends HTMLElement {
   showLive() {
     if (!this.recording) return;
     this.recording = this.playback = null;
+    this.following = false;
     this.removeAttribute("playback");
     this.stop();
     this.start();
@@ -141,8 +160,8 @@ export class OpticlinkPlayer extends HTMLElement {
   setAudible(audible) {
     if (this.audible === audible) return;
     this.audible = audible;
-    this.pipe?.worker.postMessage({ type: "audible", audible });
-    this.pending?.worker.postMessage({ type: "audible", audible });
+    this.pipe?.worker.postMessage({ type: "audible", audible: this.heard });
+    this.pending?.worker.postMessage({ type: "audible", audible: this.heard });
   }
 
   /** Seen or not: a player not seen receives video but does not decode it (it resumes at a keyframe). */
@@ -246,7 +265,7 @@ export class OpticlinkPlayer extends HTMLElement {
       transfer.push(channel.port1);
     }
     pipe.worker.postMessage(init, transfer);
-    pipe.worker.postMessage({ type: "audible", audible: this.audible });
+    pipe.worker.postMessage({ type: "audible", audible: this.heard });
     pipe.worker.postMessage({ type: "visible", visible: this.visible });
     if (this.width) pipe.worker.postMessage({ type: "size", width: this.width });
     pipe.worker.onmessage = (event) => {
@@ -254,6 +273,7 @@ export class OpticlinkPlayer extends HTMLElement {
       if (pipe !== this.pipe) return; // a stream still starting: not heard from until it takes over
       if (event.data.type === "talk") return this.onTalk(event.data);
       if (event.data.type === "playback") return this.onPlayback(event.data.message);
+      if (event.data.type === "cursor") return this.dispatchEvent(new CustomEvent("cursor", { detail: event.data.cursor }));
       if (event.data.type === "refused") { // 4401: the login ended; the page decides where to go
         this.shadowRoot.querySelector(".message").textContent = event.data.reason;
         this.setAttribute("state", "error");
@@ -275,7 +295,7 @@ export class OpticlinkPlayer extends HTMLElement {
     const old = this.pipe;
     this.pipe = this.pending;
     this.pending = null;
-    this.pipe.worker.postMessage({ type: "audible", audible: this.audible });
+    this.pipe.worker.postMessage({ type: "audible", audible: this.heard });
     this.close(old);
     old?.canvas.remove();
   }
@@ -458,7 +478,10 @@ export class OpticlinkPlayer extends HTMLElement {
       lines.push(`talk sent ${stats.talkFramesSent}  dropped ${stats.talkFramesDropped}` +
                  `  capture p50 ${fmt(stats.talkCaptureP50Ms)} p95 ${fmt(stats.talkCaptureP95Ms)} ms`);
     }
-    if (this.recording && stats.wall) lines.push(`recorded ${new Date(stats.wall * 1000).toISOString()}`);
+    if (this.recording && stats.wall) {
+      lines.push(`recorded ${new Date(stats.wall * 1000).toISOString()}` +
+                 (this.following && stats.cursor ? `  following the group, offset ${stats.cursor.offsetMs} ms` : ""));
+    }
     this.shadowRoot.querySelector(".stats").textContent = lines.join("\n");
     this.shadowRoot.querySelector(".message").textContent = stats.message || (this.recording && this.playbackNote) ||
       (stats.connected ? "" : "connecting…");

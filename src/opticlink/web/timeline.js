@@ -1,11 +1,15 @@
 // The recording timeline under each camera: recorded ranges, gaps (their cause on hover), who talked
 // when; click or drag to seek, play/pause, speed (0.5x to 4x: sound at 1x only), -10 s / +10 s, and
 // "Live" to go back to the live picture. With "Sync all cameras" on, what is done on one timeline is
-// done on every camera at the same wall time: one time cursor for all of them.
+// done on every camera at the same wall time, and the cameras play frame-locked: the camera acted on
+// leads (its clock is the group's, its sound the one heard) and every other playing camera follows
+// its cursor (group-clock.js: rate trims and drop/repeat of pictures in each follower's Worker, never
+// a seek), so they show the pictures of the same wall time for as long as they play.
 //
 // The playing itself is the player's (`<opticlink-player>`: playRecording, control, showLive, its
 // `playback` events); this module only draws and sends commands. The time math at the top is pure
 // (node-tested in tests/js/timeline.test.mjs); the DOM is touched only when a timeline is built.
+import { leaderOf } from "./group-clock.js";
 
 export const SPANS = [["10 min", 600], ["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
 export const SPEEDS = [0.5, 1, 2, 4];
@@ -95,16 +99,42 @@ export class SyncGroup {
   constructor() {
     this.bars = [];
     this.enabled = false;
+    this.preferred = null; // the bar acted on last: the group's leader while it plays a recording
   }
 
-  add(bar) { this.bars.push(bar); }
+  add(bar) {
+    this.bars.push(bar);
+    bar.player.addEventListener("cursor", (event) => this.onCursor(bar, event.detail));
+  }
 
   /** Do `action` on `origin`'s camera, or on every camera when synced. A jump is made a seek from the
    *  origin's cursor, so every camera lands on the same time. */
   apply(origin, action) {
     if (action.type === "jump") action = { type: "seek", wall: origin.cursor + action.delta };
     if (action.type === "play" && this.enabled) action = { type: "play", wall: origin.cursor };
+    if (action.type !== "live") this.preferred = origin;
     for (const bar of this.enabled ? this.bars : [origin]) bar.perform(action);
+  }
+
+  /** The bar whose camera sets the group's clock, or null. */
+  leader() {
+    const found = leaderOf(this.bars.map((bar) => ({ id: bar, recording: Boolean(bar.player.recording) })),
+                           this.preferred);
+    return found?.id ?? null;
+  }
+
+  /** Synced: the leader's cursor (ten a second, while it shows pictures) goes to every other playing camera. */
+  onCursor(bar, cursor) {
+    if (!this.enabled || !cursor || bar !== this.leader()) return;
+    if (bar.player.following) bar.player.follow(null); // it leads now
+    for (const other of this.bars) {
+      if (other !== bar && other.player.recording) other.player.follow(cursor);
+    }
+  }
+
+  setEnabled(enabled) {
+    this.enabled = enabled;
+    if (!enabled) for (const bar of this.bars) bar.player.follow(null);
   }
 
   /** The switch, for the page's header. */
@@ -112,7 +142,7 @@ export class SyncGroup {
     const label = document.createElement("label");
     label.className = "ol-sync";
     const box = Object.assign(document.createElement("input"), { type: "checkbox" });
-    box.addEventListener("change", () => { this.enabled = box.checked; });
+    box.addEventListener("change", () => this.setEnabled(box.checked));
     label.append(box, "Sync all cameras");
     return label;
   }
