@@ -29,7 +29,7 @@ from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import announce_talk_available, talker_name
 from opticlink.media import MediaFrame
 from opticlink.record.recorder import Recorder
-from opticlink.record.recovery import recover
+from opticlink.record.recovery import RecoveryReport, recover
 from opticlink.record.retention import CameraLimits, Retention
 from opticlink.rtsp.client import ClientConfig
 from opticlink.store import Database
@@ -529,17 +529,23 @@ class Service:
         """A camera taken while running: what its former owner's crash left mended, its gap resumed."""
         if runtime.recorder is None:
             return
-        if self.retention is None:
-            await self._start_recording(loop)
+        camera = runtime.config.id
+        if self.retention is None:  # this node's first recording camera: recovery and retention start now
+            report = await self._start_recording(loop)
+        else:
+            report = await asyncio.to_thread(recover_cameras, self.config.recordings_root, self.recordings, [camera])
+            self.retention.cameras[camera] = CameraLimits(runtime.config.retain_days, runtime.config.retain_gb)
+        self._index_takeover_gap(runtime, report.last_wall.get(camera), loop)
+
+    def _index_takeover_gap(self, runtime: CameraRuntime, last: float | None,
+                            loop: asyncio.AbstractEventLoop) -> None:
+        """However short (a worker's cameras move within a second or two, under the recorder's GAP_S), the
+        time since the former owner's last frame is indexed as a gap, closed when this node's first
+        segment opens."""
+        if runtime.recorder is None or last is None:
             return
         camera = runtime.config.id
-        report = await asyncio.to_thread(recover_cameras, self.config.recordings_root, self.recordings, [camera])
-        self.retention.cameras[camera] = CameraLimits(runtime.config.retain_days, runtime.config.retain_gb)
-        last = report.last_wall.get(camera)
-        if last is None:
-            return
-        # however short (a worker's cameras move within a second or two, under the recorder's GAP_S), the time
-        # since the former owner's last frame is indexed as a gap, closed when this node's first segment opens
+        runtime.recorder.resume_from = None
         node = self.node.id if self.node is not None else "?"
         detail = f"the camera moved to node {node} (its former node stopped or gave it up)"
         gap = self.recordings.open_gap(camera, last, "service not running", detail)
@@ -731,8 +737,9 @@ class Service:
             self._store(camera_id, runtime.config.model_dump(mode="json"), True)
         return settings.effective(runtime.config)
 
-    async def _start_recording(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Recover what a crash left (before any recorder writes), then keep retention running."""
+    async def _start_recording(self, loop: asyncio.AbstractEventLoop) -> RecoveryReport:
+        """Recover what a crash left (before any recorder writes), then keep retention running; what
+        the recovery found."""
         root = self.config.recordings_root
         root.mkdir(parents=True, exist_ok=True)
         if self.node is None:
@@ -752,6 +759,7 @@ class Service:
             if runtime.recorder is not None:
                 runtime.recorder.on_segment_closed = lambda: loop.call_soon_threadsafe(self._retention_due.set)
         self.retention_task = loop.create_task(self._retain(), name="retention")
+        return report
 
     async def _retain(self) -> None:
         """Apply retention every `RETENTION_S`, and after each segment closes."""
@@ -778,7 +786,10 @@ class Service:
             for camera in changes.start:
                 self._adopt(camera)
         if any(runtime.recorder is not None for runtime in self.cameras.values()):
-            await self._start_recording(loop)
+            report = await self._start_recording(loop)
+            if self.node is not None:  # a node restarted after a crash may take its cameras back at once
+                for runtime in self.cameras.values():
+                    self._index_takeover_gap(runtime, report.last_wall.get(runtime.config.id), loop)
         for runtime in self.cameras.values():
             self._start_runtime(runtime, loop)
         self.started = True
