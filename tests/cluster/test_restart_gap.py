@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.api.server import running
 from opticlink.record.recorder import GAP_S
@@ -15,6 +17,7 @@ from tests.cluster.helpers import until
 from tests.conftest import small_camera
 
 
+@pytest.mark.slow
 async def test_a_node_restarted_at_once_indexes_the_second_its_recordings_miss(tmp_path):
     database = Database.open(tmp_path)
     recordings = Recordings(database)

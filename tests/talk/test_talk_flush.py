@@ -214,4 +214,6 @@ async def test_opticlink_talk_delivers_a_whole_file_to_the_simulators_speaker(na
         samples = 1024 * (len(packets) - 1)
     else:
         samples = sum(len(p.payload) for p in packets) // (2 if fmt.encoding == "L16" else 1)
-    assert seconds <= samples / fmt.clock_rate <= seconds + 0.07  # at most AAC's padding more
+    # at most AAC's padding more than the burst as played: a sender stalled over the pacer's `late` (a
+    # loaded machine) has its next frames start later, the time between sent as silence (AAC) or skipped
+    assert seconds <= samples / fmt.clock_rate <= max(seconds, end - start) + 0.07

@@ -37,7 +37,7 @@ from opticlink.api.cameras import add_routes as add_camera_routes
 from opticlink.api.cameras import describe
 from opticlink.api.config import CameraConfig
 from opticlink.api.playback import opener, serve_playback, timeline
-from opticlink.api.service import Service, _secrets, talk_unavailable
+from opticlink.api.service import Service, _secrets
 from opticlink.api.settings import CameraSettings
 from opticlink.auth.accounts import principal
 from opticlink.auth.gate import Gate, LoginRefused
@@ -532,7 +532,7 @@ def create_app(service: Service) -> FastAPI:
         try:
             await serve_viewer(websocket, feed, runtime.talk, user=who.name,
                                half_duplex=lambda: runtime.config.half_duplex,  # the settings at each talk
-                               talk_unavailable=lambda: talk_unavailable(runtime),
+                               talk_unavailable=lambda: settings.talk_unavailable(runtime),
                                talk_refusal=who.talk_refusal(camera), on_event=event, hello=hello, others=others)
         finally:
             if stream == "sub":

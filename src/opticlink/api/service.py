@@ -353,7 +353,7 @@ def _follow_settings(runtime: CameraRuntime, changed: Mapping[str, tuple[object,
     if "audio_offset_ms" in changed:
         sub.session.set_audio_offset(config.audio_offset_ms)
     if "talkback" in changed:
-        reason = talk_unavailable(runtime)
+        reason = settings.talk_unavailable(runtime)
         if reason is not None and talker is not None:
             for viewer in feed.viewers:
                 viewer.mute_audio = False
@@ -381,14 +381,6 @@ async def _check_speaker(runtime: CameraRuntime) -> None:
         if talk.error is None:
             return  # it has a speaker
         await asyncio.sleep(SPEAKER_CHECK_INTERVAL_S)
-
-
-def talk_unavailable(runtime: CameraRuntime) -> str | None:
-    """Why nobody may talk to the camera now: talkback off, or no speaker."""
-    reason = settings.talk_unavailable(runtime.config)
-    if reason is None and runtime.talk is not None:
-        reason = runtime.talk.no_speaker
-    return reason
 
 
 class Service:

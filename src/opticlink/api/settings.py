@@ -67,9 +67,11 @@ def effective(config: CameraConfig) -> dict[str, object]:
     return {name: getattr(config, name) for name in SETTINGS}
 
 
-def talk_unavailable(config: CameraConfig) -> str | None:
-    """Why nobody may talk to the camera now, if so."""
-    return None if config.talkback else TALKBACK_OFF
+def talk_unavailable(runtime: CameraRuntime) -> str | None:
+    """Why nobody may talk to the camera now, if so: talkback off, or no speaker."""
+    if not runtime.config.talkback:
+        return TALKBACK_OFF
+    return runtime.talk.no_speaker if runtime.talk is not None else None
 
 
 def apply(runtime: CameraRuntime, changes: Mapping[str, object], now: float) -> dict[str, tuple[object, object]]:
@@ -96,7 +98,7 @@ def apply(runtime: CameraRuntime, changes: Mapping[str, object], now: float) -> 
             if talk.open:  # the camera's speaker is let go of at once, even one kept open
                 with contextlib.suppress(RuntimeError):  # no loop: nothing can be open
                     runtime.extras["talk_closing"] = asyncio.get_running_loop().create_task(talk.close())
-        announce_talk_available(runtime.live, talk, talk_unavailable(config) or talk.no_speaker, now)
+        announce_talk_available(runtime.live, talk, talk_unavailable(runtime), now)
     return changed
 
 

@@ -34,6 +34,7 @@ class EchoCanceller:
         self.far_samples = 0
         self.processed = 0
         self._near_anchor: tuple[int, int] | None = None  # (RTP timestamp, clock sample) of a near frame
+        self.lead = 0  # samples the timeline runs ahead of the near end's arrival, at most (see `near`)
         self.near_anchors = 0
 
     SNAP = 0.002  # seconds: a frame this close to the reference's continuation continues it
@@ -65,7 +66,8 @@ class EchoCanceller:
 
     DRIFT = 0.02  # seconds the camera's sample count may drift from the timeline before re-placing
 
-    def near(self, pcm: np.ndarray, pts_us: int, rtp_timestamp: int | None = None) -> np.ndarray:
+    def near(self, pcm: np.ndarray, pts_us: int, rtp_timestamp: int | None = None,
+             arrived: float | None = None) -> np.ndarray:
         """A near-end frame (float32) captured at timeline time `pts_us`, with the echo taken out.
 
         With its RTP timestamp (at the sample rate, as G.711 and L16 have), frames are placed by
@@ -73,10 +75,22 @@ class EchoCanceller:
         would make the echo's delay creep; a loss leaves its gap. The anchor moves when the count
         and the timeline part by `DRIFT` (camera clock skew, a jump). Frames are processed in whole
         10 ms blocks with no delay (G.711's 20 ms frames); a frame that is not a whole number of
-        blocks is returned as it came."""
+        blocks is returned as it came.
+
+        `arrived` (receiver-clock seconds, when the whole frame was here): the frame was captured
+        before it, whatever the timeline says. The timeline is where the frame is shown, in step
+        with the video, which may be later than its arrival; placed there, the frame would be
+        matched with a reference not sent yet (silence) and nothing would be cancelled. The
+        timeline's lead over arrival is taken off from then on (`lead`, growing to its largest)."""
         if len(pcm) % self.block:
             return pcm
-        clock = round((self.epoch + pts_us / 1e6) * self.rate)
+        clock = round((self.epoch + pts_us / 1e6) * self.rate) - self.lead
+        if arrived is not None:
+            latest = round(arrived * self.rate) - len(pcm)
+            if clock > latest:
+                self.lead += clock - latest
+                clock = latest
+                self._near_anchor = None
         if rtp_timestamp is not None:
             anchor = self._near_anchor
             if anchor is not None:

@@ -36,6 +36,7 @@ class EchoPath:
         self._speaker = np.zeros(0, np.float32)
         self._next = 0  # index where the speaker continues
         self._anchor: tuple[int, int, float] | None = None  # (ssrc, RTP time, true time) of a turn to play
+        self.restarts = 0  # times the playout started again (a packet too late): the echo's delay stepped
 
     def play(self, pcm: np.ndarray, start: float) -> None:
         """The speaker plays float samples in [-1, 1] from true time `start`."""
@@ -56,6 +57,7 @@ class EchoPath:
             at = anchor[2] + ((timestamp - anchor[1]) & 0xFFFFFFFF) / self.rate
             if not -0.5 < arrival - at <= self.jitter:  # far too early, or an underrun: start again
                 anchor = None
+                self.restarts += 1
         if anchor is None or anchor[0] != ssrc:
             anchor = self._anchor = (ssrc, timestamp, arrival)
         self.play(pcm, anchor[2] + ((timestamp - anchor[1]) & 0xFFFFFFFF) / self.rate)

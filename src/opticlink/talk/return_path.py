@@ -69,7 +69,7 @@ class ReturnPath:
                 return frame
         else:
             samples = to_float(frame.data, config.codec)
-        cleaned = self.guard.process(self.echo.near(samples, frame.pts_us, frame.rtp_timestamp))
+        cleaned = self.guard.process(self.echo.near(samples, frame.pts_us, frame.rtp_timestamp, now))
         data = ((np.clip(cleaned, -1, 1) * 32767).astype(">i2").tobytes() if config.codec == "l16"
                 else from_float(cleaned, config.codec))
         self.cleaned += 1
