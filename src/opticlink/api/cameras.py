@@ -10,7 +10,6 @@ audited. Passwords are write-only: no answer carries one, only `password_set`.
 # no `from __future__ import annotations`: FastAPI reads these routes' annotations at runtime
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from opticlink.api.config import CameraConfig
 from opticlink.api.service import Service, _secrets
 from opticlink.auth.redact import install_log_redaction, redact
 from opticlink.auth.roles import Principal
+from opticlink.camera.oneshot import played
 from opticlink.camera.probe import _track_report, _without_secrets
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
@@ -277,32 +277,19 @@ async def probe_camera(url: str, username: str | None, password: str | None,
             video.append(frame)
 
     session = CameraSession(config, name="probe", reconnect=False, on_frame=on_frame)
-    task = loop.create_task(session.run())
     error: RtspError | None = None
     timed_out = False
-    started = loop.time()
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S - 1.0):
-            waiter = loop.create_task(session.wait_playing())
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if task.done():
-                task.result()
-            started = loop.time()
-            await asyncio.wait({task}, timeout=seconds)
-            if task.done():
-                task.result()
-    except RtspError as exc:
-        error = exc
-    except TimeoutError:
-        timed_out = True
-    finally:
+    async with played(session) as run:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S - 1.0):
+                await run.play(seconds)
+        except RtspError as exc:
+            error = exc
+        except TimeoutError:
+            timed_out = True
         connection = session.client.connection if session.client is not None else None
         media = connection.media_states(loop.time()) if connection is not None else []
-        await session.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, RtspError):
-            await task
+    started = run.started
     tracks = [_track_report(s, started) for s in session.ingest.states.values()] if session.ingest else []
     problems: list[str] = []
     if error is not None:

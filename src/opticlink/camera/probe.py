@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from opticlink.camera.corpus import TrafficRecorder
 from opticlink.camera.ingest import TrackState
+from opticlink.camera.oneshot import played
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
 from opticlink.rtsp.client import ClientConfig, MediaState, redact_url, split_url
@@ -102,24 +103,11 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
     loop = asyncio.get_running_loop()
     tap = None if recorder is None else (lambda event: recorder.on_event(event, loop.time()))
     session = CameraSession(config, name="probe", reconnect=False, on_frame=lambda frame: None, on_client_event=tap)
-    task = loop.create_task(session.run())
-    started = loop.time()
-    try:
-        waiter = loop.create_task(session.wait_playing())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()
-        started = loop.time()
-        while (elapsed := loop.time() - started) < seconds and not task.done():
-            if on_progress is not None:
-                on_progress(elapsed)
-            await asyncio.wait({task}, timeout=min(0.5, seconds - elapsed))
-        if task.done():
-            task.result()
-    except RtspError as exc:
-        report.error = _without_secrets(str(exc), config)
-    finally:
+    async with played(session) as run:
+        try:
+            await run.play(seconds, on_progress)
+        except RtspError as exc:
+            report.error = _without_secrets(str(exc), config)
         sync = session.sync_stats()
         report.sync = asdict(sync) if sync is not None else None
         if session.client is not None:  # before stopping: the states as they were while playing
@@ -128,10 +116,7 @@ async def probe(config: ClientConfig, seconds: float = 5.0,
             report.fallbacks = list(connection.fallbacks)
             report.media = connection.media_states(loop.time())
             report.datagrams_dropped = connection.datagrams_dropped
-        await session.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, RtspError):
-            await task
+    started = run.started
     if session.ingest is not None:
         report.tracks = [_track_report(s, started) for s in session.ingest.states.values()]
     backchannel = session.backchannel

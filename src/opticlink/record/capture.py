@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opticlink.camera.oneshot import played
 from opticlink.camera.session import CameraSession
 from opticlink.errors import RtspError
 from opticlink.media import MediaFrame
@@ -51,31 +50,19 @@ async def capture(config: ClientConfig, seconds: float, path: str | Path, *, aud
 
     session = CameraSession(config, name="capture", reconnect=False, on_frame=write,
                             audio_offset_ms=audio_offset_ms, merge_hold=MERGE_HOLD)
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(session.run())
+
+    def progress(elapsed: float) -> None:
+        if on_progress is not None:
+            on_progress(elapsed, session.sync_stats())
+
     error = None
-    try:
-        waiter = loop.create_task(session.wait_playing())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()
-        started = loop.time()
-        while (elapsed := loop.time() - started) < seconds and not task.done():
-            if on_progress is not None:
-                on_progress(elapsed, session.sync_stats())
-            await asyncio.wait({task}, timeout=min(1.0, seconds - elapsed))
-        if task.done():
-            task.result()
-    except RtspError as exc:
-        error = str(exc)
-    finally:
+    async with played(session) as run:
+        try:
+            await run.play(seconds, progress, every=1.0)
+        except RtspError as exc:
+            error = str(exc)
         stats = session.sync_stats()
         skipped = _skipped(session)
-        await session.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, RtspError):
-            await task
     for held in start.place() if start is not None else []:
         for old in end.push(held):
             writer.write(old)
