@@ -5,11 +5,17 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from opticlink.sim.faults import Faults
 from opticlink.sim.presets import camera
 from opticlink.sim.server import SimulatorServer
 from opticlink.sim.spec import CameraSpec
+
+# The fuzz tests judge what parsers do with any input, not how fast: no per-example deadline (200 ms by
+# default), which a test process sharing two cores with others overran now and then
+settings.register_profile("opticlink", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("opticlink")
 
 
 def small_camera(name: str = "cam1", **options) -> CameraSpec:

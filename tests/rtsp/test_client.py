@@ -172,6 +172,23 @@ def test_backchannel_is_required_on_describe_setup_and_play_and_set_up():
     assert client.data_to_send() == interleaved(4, b"talk")
 
 
+def test_describe_only_asks_what_the_camera_offers_and_sets_nothing_up():
+    client, camera = start(ClientConfig("rtsp://cam/live", backchannel=True, only_backchannel=True,
+                                        describe_only=True))
+    assert camera.methods() == ["OPTIONS", "DESCRIBE"]
+    got = events(client)
+    described = next(e for e in got if isinstance(e, Described))
+    assert [t.backchannel for t in described.tracks] == [True] and isinstance(got[-1], Closed)
+    assert client.state == State.CLOSED and client.data_to_send() == b""
+
+    client, camera = start(ClientConfig("rtsp://cam/live", backchannel=True, only_backchannel=True,
+                                        describe_only=True), handlers={"DESCRIBE": lambda r: RtspResponse(
+                                            200, "OK", Headers({"Content-Base": "rtsp://cam/live/"}), SDP.encode())})
+    failed = next(e for e in events(client) if isinstance(e, Failed))  # a camera without a speaker says so
+    assert failed.error.step == "DESCRIBE" and "backchannel" in str(failed.error)
+    assert camera.methods() == ["OPTIONS", "DESCRIBE"]
+
+
 def test_camera_answering_551_is_asked_again_without_the_backchannel():
     def describe(request):
         if request.headers.get("Require"):

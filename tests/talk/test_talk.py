@@ -323,3 +323,21 @@ async def test_a_speaker_lost_mid_talk_ends_the_talk_with_the_reason_for_every_v
                 said = await told(ws)
                 assert said["talking"] is None and "speaker was lost" in said["reason"], said
             assert service.cameras["cam1"].talk.talker is None  # type: ignore[union-attr]
+
+
+async def test_the_speaker_check_at_start_describes_the_camera_and_opens_no_backchannel():
+    """A camera may allow one backchannel at a time, and some click as theirs opens: the service asks
+    each camera's description for a speaker at start and sets nothing up."""
+    cameras = [small_camera("cam1"), small_camera("cam4", backchannel=False)]
+    async with SimulatorServer(cameras, port=0) as sim:
+        config = ServiceConfig(cameras=[CameraConfig(id=c.name, url=sim.url(c.name)) for c in cameras], port=0)
+        async with running(config) as (service, _):
+            door, gate = service.cameras["cam1"].talk, service.cameras["cam4"].talk
+            for _ in range(100):
+                if door.speaker_seen and gate.no_speaker:
+                    break
+                await asyncio.sleep(0.1)
+            assert door.speaker_seen and door.no_speaker is None
+            assert gate.no_speaker is not None and gate.no_speaker.startswith("the camera has no speaker")
+            assert door.opens == gate.opens == 0 and not door.open
+            assert sim.sessions and all(s.backchannel_track is None for s in sim.sessions)  # every one made so far

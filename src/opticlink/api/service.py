@@ -286,7 +286,7 @@ class CameraRuntime:
             "frames_rejected": talk.frames_rejected, "frames_dropped": talk.frames_dropped,
             "talkspurt_skips": pacer.skips if pacer is not None else 0, "latency": talk.latency_stats(),
             # whether the camera has a speaker: None until its backchannel has opened or been refused
-            "speaker": False if talk.no_speaker else (True if talk.opens else None),
+            "speaker": False if talk.no_speaker else (True if talk.speaker_seen else None),
             "no_speaker": talk.no_speaker,
         }
         back = self.return_path

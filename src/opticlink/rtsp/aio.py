@@ -20,6 +20,7 @@ from opticlink.errors import RtspError
 from opticlink.rtsp.client import (
     ClientConfig,
     Closed,
+    Described,
     Event,
     Failed,
     Playing,
@@ -107,6 +108,7 @@ class RtspClient:
         self._server_host: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._playing: asyncio.Future[Playing] = self._loop.create_future()
+        self._described: asyncio.Future[Described] = self._loop.create_future()
         self._closed: asyncio.Future[RtspError | None] = self._loop.create_future()
         self._redirects = 0
         self._error: RtspError | None = None
@@ -124,6 +126,16 @@ class RtspClient:
         """Connect, set up and play; raises `RtspError` with the failing step."""
         await self._connect()
         return await asyncio.shield(self._playing)
+
+    async def describe(self) -> Described:
+        """Connect and ask what the camera offers (`ClientConfig.describe_only`: nothing is set up,
+        the connection closes after the answer); raises `RtspError` with the failing step."""
+        assert self.config.describe_only, "describe() needs ClientConfig(describe_only=True)"
+        await self._connect()
+        try:
+            return await asyncio.shield(self._described)
+        finally:
+            self._shutdown(self._error)
 
     async def wait_closed(self) -> RtspError | None:
         return await asyncio.shield(self._closed)
@@ -202,11 +214,15 @@ class RtspClient:
             elif isinstance(event, Playing):
                 if not self._playing.done():
                     self._playing.set_result(event)
+            elif isinstance(event, Described):
+                if not self._described.done():
+                    self._described.set_result(event)
             elif isinstance(event, Failed):
                 self._error = event.error
-                if not self._playing.done():
-                    self._playing.set_exception(event.error)
-                    self._playing.exception()  # retrieved: start() re-raises it
+                for waiting in (self._playing, self._described):
+                    if not waiting.done():
+                        waiting.set_exception(event.error)
+                        waiting.exception()  # retrieved: start() and describe() re-raise it
             elif isinstance(event, Redirected):
                 self._follow_redirect(event.url)
             elif isinstance(event, TransportFallback):
@@ -352,5 +368,8 @@ class RtspClient:
         if not self._playing.done():
             self._playing.set_exception(error or RtspError("connect", "closed before playing"))
             self._playing.exception()
+        if not self._described.done():
+            self._described.set_exception(error or RtspError("DESCRIBE", "closed before the camera described it"))
+            self._described.exception()
         if not self._closed.done():
             self._closed.set_result(error)

@@ -96,6 +96,7 @@ class ClientConfig:
     basic_auth: bool = False  # answer a Basic challenge (the password in clear): only over a trusted link
     backchannel: bool = False  # ask for the ONVIF audio backchannel
     only_backchannel: bool = False  # set up the backchannel alone (a talk session beside the live one)
+    describe_only: bool = False  # stop after DESCRIBE: what the camera offers, nothing set up (speaker check)
     request_timeout: float = 10.0  # seconds to wait for any response
     connect_timeout: float = 5.0  # seconds for the TCP connection: SYN retransmissions at 1 and 3 s, and a loaded host
     stall_timeout: float = 10.0  # seconds without media while playing before giving up
@@ -707,6 +708,9 @@ class RtspClientConnection:
             self._events.append(BackchannelUnavailable("the camera's description has no sendonly "
                                                        "audio section we can send"))
         self._events.append(Described(sdp, self.base_url, list(self.tracks)))
+        if self.config.describe_only:
+            self._close()  # no session was made: nothing to tear down
+            return
         self._begin_setup()
 
     def _begin_setup(self) -> None:

@@ -73,6 +73,7 @@ class TalkSession:
         self.on_lost = on_lost  # called with the reason when an open backchannel dies
         self.error: str | None = None  # why the backchannel last died or failed to open; None once it opens
         self.no_speaker: str | None = None  # why nobody can talk: the camera said it has no backchannel
+        self.speaker_seen = False  # the camera described a backchannel (`check_speaker`) or opened one
         self.talker: str | None = None
         self.client: RtspClient | None = None
         self.encoder: TalkEncoder | None = None
@@ -120,18 +121,19 @@ class TalkSession:
         return {"codec": fmt.encoding, "rate": self.encoder.rate, "packet_ms": self.packet_ms}
 
     async def check_speaker(self) -> str | None:
-        """Ask the camera whether it has a speaker, before anyone presses talk: a backchannel is
-        opened and let go (closed after `idle_close` unless someone talks meanwhile). Returns, and
-        keeps in `no_speaker`, why nobody can talk to it; None when it has a speaker or could not be
-        asked now (unreachable: the question stays open)."""
+        """Ask the camera whether it has a speaker, before anyone presses talk: its description is
+        asked for with the backchannel required, and nothing is set up (a camera may allow one
+        backchannel at a time, and some click as theirs opens). Returns, and keeps in `no_speaker`,
+        why nobody can talk to it; None when it has a speaker (`speaker_seen`) or could not be asked
+        now (unreachable: the question stays open)."""
+        if self.open:
+            return None
         try:
-            await self._open()
+            await RtspClient(dataclasses.replace(self.config, describe_only=True)).describe()
         except RtspError as exc:
             self._refused(exc)
             return self.no_speaker
-        if self.talker is None and not self.keep_open and self._idle is None and self.open:
-            loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(self.idle_close, lambda: loop.create_task(self.close()))
+        self.speaker_seen, self.no_speaker = True, None
         return None
 
     def _refused(self, exc: RtspError) -> bool:
@@ -162,6 +164,7 @@ class TalkSession:
         self.client = client
         self.error = self.no_speaker = None
         self.opens += 1
+        self.speaker_seen = True
         self._pending.clear()
         self._watch = asyncio.get_running_loop().create_task(self._watch_closed(client))
         # the first report goes out after a second of audio, never before the first packet: RFC 3550's
