@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 
 import httpx
 import pytest
@@ -168,3 +169,22 @@ def test_the_hub_latency_ring_keeps_the_latest_samples_in_the_same_memory():
     assert list(ring) == [6.0, 7.0, 8.0, 9.0]
     ring.clear()
     assert list(ring) == [] and len(ring) == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="resident memory read from Linux's /proc")
+def test_the_hub_latency_ring_is_resident_from_the_start_not_as_it_fills():
+    # issue 15: np.zeros left the ring's pages unmapped until samples reached them, so a camera's RSS
+    # grew by the ring's size over its first quarter hour of viewers; the soak counted that as growth
+    from opticlink.live.feed import LatencyRing
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    capacity = 1 << 22  # 16 MiB of float32: far above the allocator's noise
+    ring = LatencyRing(capacity)
+    before = resident()
+    for _ in range(capacity // (1 << 16)):
+        ring.extend([0.01] * (1 << 16))
+    assert len(ring) == capacity
+    assert resident() - before < 2 << 20
