@@ -125,6 +125,34 @@ async def test_a_camera_offline_for_10_s_shows_as_a_gap_with_its_cause(tmp_path)
 
 
 @pytest.mark.slow
+async def test_a_camera_that_drops_the_connection_is_recorded_on_after_it_reconnects(tmp_path):
+    # back within a second, its RTP times begun anew: the muxer once refused the next frames (times
+    # going back) and 10 s of every reconnection were lost as "recorder error"
+    async with SimulatorServer([camera("cam", width=320, height=180, bitrate=300_000)], port=0) as server:
+        service = service_for(server.url("cam"), tmp_path)
+        await service.start()
+        try:
+            await asyncio.sleep(4)
+            for _ in range(2):
+                session = server.latest_session("cam")
+                assert session is not None
+                session.connection.abort()
+                await asyncio.sleep(4)
+            await asyncio.sleep(2)
+        finally:
+            await service.stop()
+    recorder = service.cameras["cam"].recorder
+    assert recorder is not None and recorder.stats.error is None
+    assert [g.cause for g in service.recordings.gaps("cam")] == []
+    segments = sorted(service.recordings.segments("cam"), key=lambda s: s.start_wall)
+    assert len({s.run for s in segments}) == 3  # a run per connection
+    holes = [b.start_wall - a.end_wall for a, b in itertools.pairwise(segments)]
+    assert max(holes) < 1.5, holes  # only the reconnections' own time is missing
+    for segment in segments:
+        assert await decode_errors(tmp_path / "recordings" / segment.path) == ""
+
+
+@pytest.mark.slow
 async def test_kill_9_loses_at_most_2_s_and_every_segment_decodes_after_restart(tmp_path):
     spec = camera("cam", width=320, height=180, bitrate=300_000, faults=Faults(jitter_ms=20, seed=7))
     async with SimulatorServer([spec], port=0) as server:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class CameraSession:
         self.audio_offset_ms = audio_offset_ms
         self.merge_hold = merge_hold
         self.engine: SyncEngine | None = None
+        self._restarted = False  # the first frame since a reconnection is still to come
         self.merger: FrameMerger | None = None
         self.epoch: float | None = None
         self.state: SessionState = "idle"
@@ -210,6 +212,9 @@ class CameraSession:
         frame = self.engine.push_unit(track, unit, now)
         if frame is None:
             return
+        if self._restarted:  # the first frame since a reconnection: the camera's clocks began anew
+            self._restarted = False
+            frame = dataclasses.replace(frame, reanchored=True, discontinuity=True)
         if self.merger is None:
             self.on_frame(frame)
         else:
@@ -248,6 +253,9 @@ class CameraSession:
             live = [t for t in event.tracks if not t.backchannel]
             assert self.epoch is not None
             self._flush_merger()
+            # after a reconnection the tracks' RTP times (and maybe SSRCs) start anew: the first frame says
+            # so (`MediaFrame.reanchored`), as the engine's own restarts do, so a recorder ends its run there
+            self._restarted = self.engine is not None
             self.engine = SyncEngine([TrackInfo(t.index, t.kind, t.format.clock_rate) for t in live],
                                      epoch=self.epoch, audio_offset_ms=self.audio_offset_ms)
             rtptimes = {t.index: t.rtp_info.rtptime for t in live

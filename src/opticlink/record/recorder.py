@@ -373,12 +373,12 @@ class Recorder:
             run.audio_unwrapped += step
             run.audio_last_rtp = frame.rtp_timestamp
         start = run.audio_origin + run.audio_unwrapped
-        run.offset_us = frame.pts_us - run.origin_us - round(start * 1e6 / rate)
-        segment_sample = round(self._segment_start_us * rate / 1e6)
         hole = start - run.audio_next
-        if hole > MAX_FILL_S * rate:
+        if abs(hole) > MAX_FILL_S * rate:  # before the offset follows it: the pictures would go back in time
             self._end_run(now, "the camera's audio jumped", silent=True)
             return
+        run.offset_us = frame.pts_us - run.origin_us - round(start * 1e6 / rate)
+        segment_sample = round(self._segment_start_us * rate / 1e6)
         if hole < 0:
             self.stats.dropped += 1  # audio overlapping what was written (a repeated packet)
             return
