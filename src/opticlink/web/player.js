@@ -350,9 +350,15 @@ export class OpticlinkPlayer extends HTMLElement {
     talk.pressedAt = performance.now();
     this.setTalkState("requesting");
     this.talkMessage("");
+    const attempt = talk.attempt = (talk.attempt || 0) + 1;
+    talk.microphoneError = null;
     talk.microphone = openMicrophone();
+    // a refused microphone is what the user can act on: it is said whichever answer comes first
     talk.microphone.catch((error) => {
-      if (this.talk.state !== "idle") { this.stopTalk(); this.talkMessage(error.message); }
+      if (this.talk.attempt !== attempt) return;
+      this.talk.microphoneError = error.message;
+      if (this.talk.state !== "idle") this.stopTalk();
+      this.talkMessage(error.message);
     });
     this.worker.postMessage({ type: "talk", action: "start" });
   }
@@ -410,6 +416,7 @@ export class OpticlinkPlayer extends HTMLElement {
       error: () => `talk stopped: ${message.reason}`,
     };
     this.stopTalk(false);
+    if (message.state === "error" && talk.microphoneError) return this.talkMessage(talk.microphoneError);
     if (reasons[message.state]) this.talkMessage(reasons[message.state]()); // "stopped" keeps what was said
   }
 
