@@ -34,7 +34,7 @@ class EchoCanceller:
         self.far_samples = 0
         self.processed = 0
         self._near_anchor: tuple[int, int] | None = None  # (RTP timestamp, clock sample) of a near frame
-        self.lead = 0  # samples the timeline runs ahead of the near end's arrival, at most (see `near`)
+        self.lead = 0  # samples the timeline runs ahead of the near end's arrival (see `near`)
         self.near_anchors = 0
 
     SNAP = 0.002  # seconds: a frame this close to the reference's continuation continues it
@@ -65,6 +65,7 @@ class EchoCanceller:
         self.far_samples += len(samples)
 
     DRIFT = 0.02  # seconds the camera's sample count may drift from the timeline before re-placing
+    LEAD_SLACK = 0.2  # seconds a frame may sit before its arrival (network jitter) before `lead` is measured again
 
     def near(self, pcm: np.ndarray, pts_us: int, rtp_timestamp: int | None = None,
              arrived: float | None = None) -> np.ndarray:
@@ -81,15 +82,18 @@ class EchoCanceller:
         before it, whatever the timeline says. The timeline is where the frame is shown, in step
         with the video, which may be later than its arrival; placed there, the frame would be
         matched with a reference not sent yet (silence) and nothing would be cancelled. The
-        timeline's lead over arrival is taken off from then on (`lead`, growing to its largest)."""
+        timeline's lead over arrival is taken off from then on (`lead`): it grows to the largest seen
+        and is measured again when the timeline falls back by over `LEAD_SLACK`, so a passing spike
+        does not leave every later frame placed too early for good."""
         if len(pcm) % self.block:
             return pcm
-        clock = round((self.epoch + pts_us / 1e6) * self.rate) - self.lead
+        timeline = round((self.epoch + pts_us / 1e6) * self.rate)
+        clock = timeline - self.lead
         if arrived is not None:
             latest = round(arrived * self.rate) - len(pcm)
-            if clock > latest:
-                self.lead += clock - latest
-                clock = latest
+            if clock > latest or (self.lead and clock < latest - self.LEAD_SLACK * self.rate):
+                self.lead = max(0, timeline - latest)
+                clock = timeline - self.lead
                 self._near_anchor = None
         if rtp_timestamp is not None:
             anchor = self._near_anchor
