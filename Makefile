@@ -44,20 +44,22 @@ env: system $(BIN)/.installed $(ONVIF_NODE)/node_modules/.installed
 lint: env
 	$(BIN)/ruff check .
 
-# Most tests wait on real-time streams, not the CPU: they run in $(TEST_WORKERS) processes (pytest-xdist,
-# a file's tests together so its module fixtures are made once). The browser tests measure audio
-# underruns and frame timing against a real clock: they run afterwards, one at a time, on a quiet machine.
-TEST_WORKERS ?= 3
+# Most tests wait on real-time streams, not the CPU: they run in $(TEST_WORKERS) processes (pytest-xdist;
+# tests sharing a module or session fixture are grouped into one process by tests/conftest.py, so it is
+# made once). Then the browser tests, Chromium using about half a core in each: two at a time, and last,
+# one at a time, the `alone` ones, which measure audio underruns and frame timing against a real clock.
+TEST_WORKERS ?= 4
 test: env lint
 	node --test tests/js/
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not judge and not browser'
-	$(BIN)/python -m pytest -m 'browser and not judge'
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m 'not judge and not browser'
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m 'browser and not alone and not judge'
+	$(BIN)/python -m pytest -m 'alone and not judge'
 
 # The quick loop while working: everything but the browser, the independent peers and the slow
 # tests (real-socket recordings, long replays); `make test` is the full suite CI runs.
 check: env lint
 	node --test tests/js/
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not judge and not browser and not peer and not slow'
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m 'not judge and not browser and not peer and not slow'
 
 # The screen judge (tests/live/judge.py, a tab capture measured by av-drift-detector): out of `make test` while its
 # instrument wanders on a loaded 2-core machine (issue 13); bench/live.py runs the same measurement.

@@ -39,6 +39,32 @@ async def simulator(request):
 BROWSER_WORDS = ("browser_page", "async_playwright", "launch(")
 
 
+def shared_fixture_group(item: pytest.Item) -> str | None:
+    """The process a test must share with others: tests using one module or session fixture of ours
+    (a recording, a PostgreSQL cluster) run in one xdist process (`--dist loadgroup`), so it is made once."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    group = None
+    for name in info.names_closure:
+        for fixturedef in info.name2fixturedefs.get(name, ()):
+            if not fixturedef.baseid.startswith("tests"):
+                continue  # a plugin's
+            if fixturedef.scope == "session":
+                return name
+            if fixturedef.scope in ("module", "package"):
+                group = fixturedef.baseid
+    return group
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Tests sharing a fixture that outlives them are grouped into one process (marked here, as each is
+    collected: xdist reads the groups in its own `pytest_collection_modifyitems`)."""
+    group = shared_fixture_group(item)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that drive Chromium are marked `browser` (for `make check`, which leaves them out)."""
     for item in items:

@@ -128,6 +128,7 @@ async def test_the_page_says_who_is_logged_in_and_logging_out_leaves_it(tmp_path
     assert errors == []
 
 
+@pytest.mark.alone
 async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
     # Recording off: with the recorder in the same process, the player's buffer stood 60-120 ms over
     # its target at 12 s in about 1 run of 3 on this 2-core machine (an open problem, see the notes);
@@ -152,6 +153,7 @@ async def test_audio_flows_without_underruns_on_an_idle_page(tmp_path):
     assert abs(stats["trimPercent"]) <= 0.5
 
 
+@pytest.mark.alone
 async def test_a_page_that_is_not_cross_origin_isolated_plays_its_sound_through_a_message_port(tmp_path):
     async with camera_and_service(tmp_path) as (_, _, base, creds), browser_page() as (page, errors):
         await sign_in(page, base, creds)
@@ -196,6 +198,7 @@ async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):
     assert status["connects"] >= 2 and status["state"] == "playing"
 
 
+@pytest.mark.alone
 async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
     async with camera_and_service(tmp_path, "--bitrate", "3000000") as (_, _, base, creds), \
             browser_page() as (page, _):
@@ -207,16 +210,17 @@ async def test_a_slow_viewer_does_not_stall_a_fast_one(tmp_path):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect((host, int(port)))
         slow = await websockets.connect(f"ws://{host}:{port}/api/cameras/cam1/live", sock=sock, max_queue=1,
-                                        max_size=None, additional_headers=creds.bearer)
+                                        max_size=None, additional_headers=creds.bearer,
+                                        close_timeout=1)  # its closing handshake waits behind the stall
         await page.goto(f"{base}/static/bench/live.html?camera=cam1")
-        await asyncio.sleep(4)
+        await asyncio.sleep(3)
         shown_then = (await page.evaluate("document.getElementById('player').stats"))["framesShown"]
-        await asyncio.sleep(8)
+        await asyncio.sleep(6)
         fast = await page.evaluate("document.getElementById('player').stats")
         async with httpx.AsyncClient(headers=creds.bearer) as client:
             viewers = (await client.get(f"{base}/api/cameras/cam1")).json()["viewers"]
         await slow.close()
-    assert fast["framesShown"] - shown_then > 150, fast  # 8 s at 25 fps, minus nothing much
+    assert fast["framesShown"] - shown_then > 110, fast  # 6 s at 25 fps, minus nothing much
     assert fast["underruns"] <= 1, fast  # a stalled fast viewer would run dry again and again
     stalled = max(viewers, key=lambda v: v["dropped_video"])
     assert stalled["dropped_video"] > 50, viewers  # the slow one lost video, nobody waited for it
@@ -303,4 +307,5 @@ async def test_hevc_camera_gets_a_clear_message_where_the_browser_cannot_decode_
             stats = await page.evaluate("document.getElementById('player').stats")
     assert stats["videoCodec"].startswith("hvc1")
     assert stats["message"] == "This browser cannot decode H.265 (HEVC) video; audio still plays."
-    assert stats["audioFrames"] > 30 and stats["underruns"] <= 1  # 128 ms packets; one on a shared machine
+    # the sound plays (128 ms packets); whether smoothly is what the `alone` tests measure
+    assert stats["audioFrames"] > 30, stats

@@ -99,6 +99,7 @@ async def test_layouts_page_the_wall_and_a_double_click_focuses_a_camera_until_e
     assert errors == []
 
 
+@pytest.mark.alone
 async def test_one_camera_is_heard_and_the_others_play_on_muted_without_reconnecting():
     async with wall_page() as (page, errors):
         for cam in ("cam1", "cam2", "cam3"):  # nothing chosen yet: every camera plays its sound

@@ -90,6 +90,7 @@ def told(name: str, samples: list[dict[str, tuple[float, dict]]]) -> str:
     return f"{name}: spreads {apart(samples)}\n" + "\n".join(rows)
 
 
+@pytest.mark.alone
 async def test_synced_cameras_show_the_pictures_of_the_same_wall_time_as_they_play_and_after_a_seek():
     async with recording_demo() as link, browser_page() as (page, errors):
         began = time.time()

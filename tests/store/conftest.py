@@ -29,7 +29,8 @@ def postgres_cluster() -> Iterator[Cluster]:
         cluster.stop()
 
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
+# the PostgreSQL cases share one cluster (the session fixture above): one xdist process runs them all
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=[pytest.mark.peer, pytest.mark.xdist_group("postgres_cluster")])]
 
 
 @pytest.fixture(params=BACKENDS)

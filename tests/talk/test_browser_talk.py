@@ -6,6 +6,7 @@ import wave
 
 import httpx
 import numpy as np
+import pytest
 
 from opticlink.dsp.g711 import decode_g711
 from tests.auth.helpers import credentials, sign_in
@@ -35,6 +36,7 @@ def _tone_share(pcm: np.ndarray, rate: int) -> float:
     return float(spectrum[np.abs(freqs - TONE) <= 50].sum() / spectrum.sum())
 
 
+@pytest.mark.alone
 async def test_pressing_talk_on_the_demo_page_plays_the_microphone_on_the_doorbell(tmp_path):
     microphone = tmp_path / "microphone.wav"
     _bursts(microphone)
@@ -124,6 +126,7 @@ async def test_the_talk_button_says_why_talk_is_not_possible(tmp_path):
         await browser.close()
 
 
+@pytest.mark.alone
 async def test_over_https_the_page_logs_in_is_isolated_and_talks(tmp_path):
     # off localhost a browser gives the microphone and SharedArrayBuffer only to a secure page
     from playwright.async_api import async_playwright

@@ -2,6 +2,7 @@
 and the frames its encoder holds; and AAC's priming frame does not delay the talker's first sample.
 What was sent is decoded (G.711 by `opticlink.dsp.g711`, AAC by PyAV) and laid on the RTP clock."""
 
+import time
 import wave
 
 import av
@@ -217,3 +218,27 @@ async def test_opticlink_talk_delivers_a_whole_file_to_the_simulators_speaker(na
     # at most AAC's padding more than the burst as played: a sender stalled over the pacer's `late` (a
     # loaded machine) has its next frames start later, the time between sent as silence (AAC) or skipped
     assert seconds <= samples / fmt.clock_rate <= max(seconds, end - start) + 0.07
+
+
+async def test_a_talk_file_whose_sender_stalls_is_delivered_whole(tmp_path, monkeypatch):
+    # the event loop held 0.3 s (a loaded machine) halfway: the sender then caught up in a burst, the
+    # pacer dropped its frames as too early, and the camera's speaker lost 0.2 s of the file
+    fmt, seconds = FORMATS["PCMU"], 3.0
+    _wav(tmp_path / "talk.wav", tone(seconds, 16000), 16000)
+    spec = small_camera("cam1")
+    spec.backchannel_formats = (fmt,)
+    push, pushed = TalkSession.push, []
+
+    def stalling(self, *args, **kwargs):
+        pushed.append(None)
+        if len(pushed) == 75:
+            time.sleep(0.3)
+        return push(self, *args, **kwargs)
+
+    monkeypatch.setattr(TalkSession, "push", stalling)
+    async with SimulatorServer([spec], port=0) as sim:
+        args = cli.build_parser().parse_args(["talk", sim.url("cam1"), "--file", str(tmp_path / "talk.wav")])
+        assert await cli._talk(args) == 0
+    packets = [p for _, p in spec.sink.packets]
+    assert len(pushed) == 150
+    assert sum(len(p.payload) for p in packets) == seconds * fmt.clock_rate  # every sample of the file

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ class NodeLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_ok = time.monotonic()
+        # `stop` cancels the loop, not a step already running in its thread: it may claim and renew after
+        # `leave` released everything, leaving this node's leases to expire. One at a time, and none after.
+        self._catalog_lock = threading.Lock()
+        self._left = False
 
     @property
     def id(self) -> str:
@@ -134,7 +139,13 @@ class NodeLoop:
         self._wake.set()
 
     def _step(self, cameras: Collection[str]) -> tuple[Changes, float]:
-        """A step, and how long until the next one (seconds)."""
+        """A step, and how long until the next one (seconds); none once the node has left."""
+        with self._catalog_lock:
+            if self._left:
+                return Changes(), self.identity.ttl
+            return self._step_now(cameras)
+
+    def _step_now(self, cameras: Collection[str]) -> tuple[Changes, float]:
         now = self.catalog.now()
         changes = self.ownership.step(self.catalog, cameras, now)
         return changes, self.ownership.deadline - now
@@ -176,8 +187,13 @@ class NodeLoop:
     async def leave(self) -> None:
         """Release every lease and drop this node's row: the others take its cameras at once."""
         try:
-            await asyncio.to_thread(self.catalog.leave)
+            await asyncio.to_thread(self._leave)
             log.info("node %s left the catalog: its cameras are free", self.id)
         except Exception as exc:
             log.warning("node %s: could not release its leases (%s): they expire in %.0f s", self.id,
                         type(exc).__name__, self.identity.ttl)
+
+    def _leave(self) -> None:
+        with self._catalog_lock:  # after a step running in its thread, and before any other
+            self._left = True
+            self.catalog.leave()
