@@ -48,7 +48,7 @@ lint: env
 # tests sharing a module or session fixture are grouped into one process by tests/conftest.py, so it is
 # made once). Then the browser tests, Chromium using about half a core in each: two at a time, and last,
 # one at a time, the `alone` ones, which measure audio underruns and frame timing against a real clock.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 5
 test: env lint
 	node --test tests/js/
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m 'not judge and not browser'

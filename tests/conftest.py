@@ -66,7 +66,11 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that drive Chromium are marked `browser` (for `make check`, which leaves them out)."""
+    """Tests that drive Chromium are marked `browser` (for `make check`, which leaves them out). The long
+    ones go first (a group sharing a fixture, then those marked `slow`), so that with xdist they do not
+    start last and run on alone while the other processes have finished."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("xdist_group") else 1 if item.get_closest_marker("slow")
+               else 2)
     for item in items:
         function = getattr(item, "function", None)
         try:
