@@ -336,10 +336,10 @@ async def _talk(args: argparse.Namespace) -> int:
     started = loop.time()
     frame = rate // 50
     for i, offset in enumerate(range(0, len(pcm), frame)):  # paced in real time, as a speaker plays it
-        behind = loop.time() - (started + i * 0.02)
-        if behind > TALK_CATCH_UP_S:  # stalled (a loaded machine): on from now, not a burst the pacer drops
-            started += behind
-        await asyncio.sleep(max(0.0, started + i * 0.02 - loop.time()))
+        due = started + i * 0.02
+        if (behind := loop.time() - due) > TALK_CATCH_UP_S:  # stalled: on from now, not a burst the pacer drops
+            started, due = started + behind, due + behind
+        await asyncio.sleep(max(0.0, due - loop.time()))
         session.push("opticlink talk", pcm[offset : offset + frame], rate)
         if session.state == "error":
             print(f"opticlink talk: backchannel lost: {session.error}", file=sys.stderr)

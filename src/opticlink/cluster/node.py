@@ -143,12 +143,9 @@ class NodeLoop:
         with self._catalog_lock:
             if self._left:
                 return Changes(), self.identity.ttl
-            return self._step_now(cameras)
-
-    def _step_now(self, cameras: Collection[str]) -> tuple[Changes, float]:
-        now = self.catalog.now()
-        changes = self.ownership.step(self.catalog, cameras, now)
-        return changes, self.ownership.deadline - now
+            now = self.catalog.now()
+            changes = self.ownership.step(self.catalog, cameras, now)
+            return changes, self.ownership.deadline - now
 
     async def _run(self) -> None:
         wait = self.identity.ttl / 3
