@@ -174,6 +174,7 @@ async def test_a_page_that_is_not_cross_origin_isolated_plays_its_sound_through_
     assert stats["audioFrames"] > 400 and stats["underruns"] <= 1, stats  # one, as above, for a shared machine
 
 
+@pytest.mark.alone  # frames back within 20 s of the camera's return: beside another browser, 37 of 50 came
 async def test_a_camera_that_dies_and_returns_comes_back_by_itself(tmp_path):
     async with camera_and_service(tmp_path) as (sim, url, base, creds), browser_page() as (page, _):
         await sign_in(page, base, creds)
