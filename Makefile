@@ -26,11 +26,13 @@ system:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# uv installs the versions pip would (the same, on this machine): 5 s where pip took 42 s, neither with a
+# cache. pip is the fallback if uv cannot be had or cannot reach PyPI (it also reads pip's own config).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "OpticLink needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	{ $(BIN)/pip install -q 'uv>=0.5,<1' && $(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'; } \
+		|| $(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 # The npm `onvif` package: an independent ONVIF client of the simulator (tests/onvif/test_peer_node.py)

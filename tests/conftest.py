@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,6 +28,25 @@ def small_camera(name: str = "cam1", **options) -> CameraSpec:
     options.setdefault("height", 180)
     options.setdefault("bitrate", 300_000)
     return camera(name, **options)
+
+
+def shared_file(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """A file made once per run, by whichever test process asks first (the others wait for it): a
+    function fixture returning it leaves its tests free to run in any process, as a module fixture that
+    made it would not (`shared_fixture_group`)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, which every xdist process's own folder is in
+    folder = root / "shared"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            part = folder / f"part-{name}"  # the same suffix: tools choose the format by it
+            make(part)
+            part.rename(path)
+    return path
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from opticlink.rtsp.client import ClientConfig
 from opticlink.sim.faults import Faults
 from opticlink.sync.engine import SyncEngine
+from tests.conftest import shared_file
 from tests.peers.conftest import gstreamer_server
 
 EXPECTED_MS = 40.0  # the audio offset built into the clip
@@ -16,14 +17,14 @@ CAPTURE_S = 10.0
 AUDIO_REPORT_DELAY_S = 2.0  # the audio's first Sender Report this long after the video's
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def drift_clip(tmp_path_factory):
+    """av-drift-detector's clip, made once for the run (`shared_file`)."""
     import av_drift_detector as avd
 
-    path = tmp_path_factory.mktemp("clip") / "sync.mkv"
-    avd.generate(str(path), fps="25", duration=30, width=320, height=240, sample_rate=8000, audio_codec="pcm",
-                 audio_offset=EXPECTED_MS / 1000, music=False)
-    return path
+    return shared_file(tmp_path_factory, "drift-30s.mkv", lambda path: avd.generate(
+        str(path), fps="25", duration=30, width=320, height=240, sample_rate=8000, audio_codec="pcm",
+        audio_offset=EXPECTED_MS / 1000, music=False))
 
 
 async def capture_noting_reports(url: str, path, monkeypatch) -> dict[str, float]:

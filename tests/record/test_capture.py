@@ -16,17 +16,18 @@ from opticlink.sim.presets import camera
 from opticlink.sim.replay import record
 from opticlink.sim.server import SimulatorServer
 from opticlink.sync import FrameMerger, SyncEngine
+from tests.conftest import shared_file
 
 EXPECTED_MS = 40.0  # the audio offset built into the test clip
 OPTICLINK = os.path.join(os.path.dirname(sys.executable), "opticlink")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def drift_clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("clip") / "sync.mkv"
-    avd.generate(str(path), fps="25", duration=40, width=320, height=240, sample_rate=8000, audio_codec="pcm",
-                 audio_offset=EXPECTED_MS / 1000, music=False)
-    return path
+    """av-drift-detector's clip, made once for the run (`shared_file`)."""
+    return shared_file(tmp_path_factory, "drift-40s.mkv", lambda path: avd.generate(
+        str(path), fps="25", duration=40, width=320, height=240, sample_rate=8000, audio_codec="pcm",
+        audio_offset=EXPECTED_MS / 1000, music=False))
 
 
 @pytest.mark.slow
