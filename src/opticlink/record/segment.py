@@ -27,7 +27,7 @@ from opticlink.media import AudioConfig, MediaFrame, VideoConfig, annexb, split_
 from opticlink.rtp.formats.h264 import avc_decoder_configuration
 from opticlink.rtp.formats.h265 import hevc_decoder_configuration
 
-US = Fraction(1, 1_000_000)
+VIDEO_TIME_BASE = Fraction(1, 90_000)  # the video track's ticks (`write_video` converts microseconds: x 9 / 100)
 FRAGMENT_S = 0.5  # a fragment is cut at each keyframe and at least this often
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 RAW_AUDIO = {"pcmu": "mulaw", "pcma": "alaw", "l16": "s16be"}  # FFmpeg's raw demuxers of our codecs
@@ -66,13 +66,13 @@ class BatchedFile(io.RawIOBase):
         """Write what the muxer gave so far (one `write` call unless the kernel takes less)."""
         if self.closed or not self._pending:
             return
-        view = memoryview(self._pending)
         start = self._position - len(self._pending)
         done = 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], start + done)
-            self.writes += 1
-        view.release()
+        with memoryview(self._pending) as view:  # every view released before `clear()` resizes the buffer
+            while done < len(view):
+                with view[done:] as rest:
+                    done += os.pwrite(self._fd, rest, start + done)
+                self.writes += 1
         self.written = max(self.written, start + done)
         self._pending.clear()
 
@@ -128,7 +128,7 @@ class SegmentWriter:
         try:
             self.container = av.open(self.file, "w", format="mov", options={
                 "movflags": MOVFLAGS, "frag_duration": str(int(FRAGMENT_S * 1e6)),
-                "video_track_timescale": "90000"})
+                "video_track_timescale": str(VIDEO_TIME_BASE.denominator)})
             self.video_config: VideoConfig | None = None
             self._video: av.video.stream.VideoStream | None = None
             self._audio: av.audio.stream.AudioStream | None = None
@@ -150,17 +150,20 @@ class SegmentWriter:
         return self.file.written
 
     def write_video(self, frame: MediaFrame, pts_us: int, dts_us: int) -> None:
-        """A video frame at file times `pts_us`/`dts_us` (decode times never go back)."""
+        """A video frame at file times `pts_us`/`dts_us`. Decode times go forward in the track's own
+        ticks (1/90000 s): the muxer refuses a frame whose decode time is not after the last one's, and
+        two frames a few microseconds apart (frames bunched by a stalled process) are one tick."""
         if self._video is None:
             return
-        dts_us = max(dts_us, self._last_dts + 1)
-        pts_us = max(pts_us, dts_us)
-        self._last_dts = dts_us
+        dts = max((dts_us * 9 + 50) // 100, self._last_dts + 1)
+        pts = max((pts_us * 9 + 50) // 100, dts)
+        self._last_dts = dts
+        pts_us = max(pts_us, dts * 100 // 9)
         packet = av.Packet(frame.data)  # length-prefixed, as the stream's avcC/hvcC says
         packet.stream = self._video
-        packet.time_base = US
-        packet.pts, packet.dts = pts_us, dts_us
-        packet.duration = frame.duration_us or 0
+        packet.time_base = VIDEO_TIME_BASE
+        packet.pts, packet.dts = pts, dts
+        packet.duration = ((frame.duration_us or 0) * 9 + 50) // 100
         packet.is_keyframe = frame.keyframe
         self.container.mux(packet)
         self.stats.video_frames += 1
@@ -169,8 +172,9 @@ class SegmentWriter:
         self.stats.end_us = max(self.stats.end_us, pts_us + (frame.duration_us or 0))
 
     def write_audio(self, data: bytes, sample: int, samples: int) -> None:
-        """Audio as the camera sent it, starting at `sample` (in samples of file time), `samples` long."""
-        if self._audio is None or self.audio_config is None:
+        """Audio as the camera sent it, starting at `sample` (in samples of file time), `samples` long.
+        An empty frame is not written: the next one would start at the same time, which the muxer refuses."""
+        if self._audio is None or self.audio_config is None or samples <= 0:
             return
         packet = av.Packet(data)
         packet.stream = self._audio
