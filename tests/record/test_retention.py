@@ -181,3 +181,34 @@ def test_small_batches_choose_what_one_big_plan_does(tmp_path, seed):
 
 def test_camera_limits_default_to_none():
     assert CameraLimits() == CameraLimits(None, None)
+
+
+def test_a_run_under_every_limit_reads_no_candidate_and_never_parses_their_keyframes(tmp_path, recordings,
+                                                                                     monkeypatch):
+    """Retention runs after every segment closes: it used to read and parse (keyframes and all) the oldest
+    `batch` segments of every camera each time, work and memory that grew with the index for hours
+    (`bench/soak.py` counted it as growth). Rows are read only for a limit that could choose them, and
+    then without their keyframes."""
+    import opticlink.store.recordings as store
+
+    for camera in ("door", "gate"):
+        for i in range(20):
+            segment(tmp_path, recordings, camera, NOW - 3 * DAY + i * 60, MB)
+    parsed: list[int] = []
+    real_segment = store._segment
+    monkeypatch.setattr(store, "_segment", lambda row: parsed.append(row.id) or real_segment(row))
+    read: list[str] = []
+    real_oldest = recordings.oldest_done
+    monkeypatch.setattr(recordings, "oldest_done", lambda camera, limit: read.append(camera) or real_oldest(camera,
+                                                                                                          limit))
+    roomy = disk(tmp_path, 100 * GB)
+    assert Retention(tmp_path, recordings, {"door": (None, 1), "gate": (10, None)}, retain_gb=10, min_free_gb=1,
+                     disk_usage=roomy).run_once(NOW) == []
+    assert len(parsed) <= 2  # the oldest segment of each camera, for its gaps: no candidate parsed
+    assert read == ["gate"]  # its age limit may choose some; door is under its cap, all under the total and floor
+    assert len(remaining(recordings)) == 40
+    read.clear()
+    parsed.clear()
+    deleted = Retention(tmp_path, recordings, {"door": (2, None)}, disk_usage=roomy).run_once(NOW)
+    assert len(deleted) == 20 and all(p.startswith("door/") for p in deleted) and read == ["door"]
+    assert len(parsed) <= 2

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from opticlink.record.recovery import unlink
-from opticlink.store.recordings import Recordings, SegmentRow
+from opticlink.store.recordings import Recordings
 
 log = logging.getLogger(__name__)
 
@@ -188,21 +188,34 @@ class Retention:
         return deleted
 
     def _plan(self, now: float, cameras: set[str]) -> Plan:
-        """One batch's plan; adds the cameras the index holds to `cameras`."""
+        """One batch's plan; adds the cameras the index holds to `cameras`.
+
+        A camera's candidates are read only when a limit could choose one of them now (its age limit,
+        its size over its cap, or all cameras over the total or under the free-space floor): most runs
+        read none, instead of `batch` rows of every camera after each segment closes (rows whose
+        number, and so each run's memory and time, grew with the index for the first `batch`
+        segments of every camera: hours of a camera's recording)."""
         usage = self.recordings.usage_by_camera()
         cameras.update(usage)
-        oldest: dict[str, list[Candidate]] = {}
-        complete: dict[str, bool] = {}
-        for camera in usage:
-            rows = self.recordings.segments(camera, state="done", limit=self.batch)
-            oldest[camera] = [_candidate(r) for r in rows]
-            complete[camera] = len(rows) < self.batch
         free = None
         if self.min_free_gb is not None:
             try:
                 free = int(self.disk_usage(self.root)[2])
             except OSError as e:
                 log.warning("retention: cannot read the free space of %s: %s", self.root, e)
+        total_cap, floor = _bytes(self.retain_gb), _bytes(self.min_free_gb)
+        pressed = ((total_cap is not None and sum(usage.values()) > total_cap)
+                   or (floor is not None and free is not None and free < floor))
+        oldest: dict[str, list[Candidate]] = {}
+        complete: dict[str, bool] = {}
+        for camera in usage:
+            limits = self.cameras.get(camera, CameraLimits())
+            cap = _bytes(limits.gb)
+            if not pressed and limits.days is None and (cap is None or usage[camera] <= cap):
+                continue  # nothing `plan` weighs could choose this camera's segments
+            rows = self.recordings.oldest_done(camera, self.batch)
+            oldest[camera] = [Candidate(id_, camera, start, end, size, path) for id_, start, end, size, path in rows]
+            complete[camera] = len(rows) < self.batch
         return plan(now, oldest, complete, usage, self.cameras, retain_gb=self.retain_gb,
                     min_free_gb=self.min_free_gb, free_bytes=free)
 
@@ -226,7 +239,3 @@ class Retention:
                 self.recordings.remove_gaps_before(camera, first[0].start_wall)
             elif (days := self.cameras.get(camera, CameraLimits()).days) is not None:
                 self.recordings.remove_gaps_before(camera, now - days * DAY_S)
-
-
-def _candidate(row: SegmentRow) -> Candidate:
-    return Candidate(row.id, row.camera, row.start_wall, row.end_wall, row.bytes, row.path)

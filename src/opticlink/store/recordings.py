@@ -120,6 +120,16 @@ class Recordings:
         with self.engine.connect() as c:
             return [_segment(r) for r in c.execute(query)]
 
+    def oldest_done(self, camera: str, limit: int) -> list[tuple[int, float, float, int, str]]:
+        """(id, start_wall, end_wall, bytes, path) of `camera`'s oldest `limit` segments in state `done`,
+        oldest first (as `segments` orders them): what retention weighs, without the keyframes `segments`
+        parses for every row (retention runs after each segment closes, on up to `limit` rows a camera)."""
+        query = (select(segments.c.id, segments.c.start_wall, segments.c.end_wall, segments.c.bytes, segments.c.path)
+                 .where(segments.c.camera == camera, segments.c.state == "done")
+                 .order_by(segments.c.start_wall, segments.c.id).limit(limit))
+        with self.engine.connect() as c:
+            return [(r.id, r.start_wall, r.end_wall, r.bytes, r.path) for r in c.execute(query)]
+
     def usage(self, camera: str | None = None) -> int:
         """Bytes of recorded segments (of `camera`, or all)."""
         query = select(func.coalesce(func.sum(segments.c.bytes), 0))
