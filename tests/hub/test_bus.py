@@ -85,3 +85,28 @@ def test_get_waits_for_frames_and_returns_empty_once_closed():
         assert len(sub) == 0
 
     asyncio.run(main())
+
+
+def test_an_inline_consumer_takes_each_frame_as_it_is_published_and_one_that_raises_harms_no_other():
+    bus = FrameBus("cam")
+    bus.add_filter("echo", lambda frame, now: MediaFrame(frame.track, frame.kind, frame.codec, frame.pts_us,
+                                                         frame.duration_us, frame.keyframe, b"clean", frame.config))
+    taken: list[tuple[bytes, float]] = []
+    live = bus.subscribe_inline("live", lambda frame, now: taken.append((frame.data, now)), after="echo")
+
+    def broken(frame: MediaFrame, now: float) -> None:
+        raise RuntimeError("a bug")
+
+    failing = bus.subscribe_inline("broken", broken)
+    recorder = bus.subscribe("recorder", policy="gaps")
+    bus.publish(video(0, key=True), 1.0)
+    assert taken == [(b"clean", 1.0)]  # at once, with no task run in between
+    bus.publish(audio(0), 2.0)
+    assert taken == [(b"clean", 1.0), (b"clean", 2.0)]
+    assert failing.errors == 2 and failing.dropped == 2
+    assert len(recorder.get_nowait()) == 2
+    bus.unsubscribe(live)
+    bus.publish(audio(20), 3.0)
+    assert len(taken) == 2 and live.closed
+    with pytest.raises(ValueError):
+        bus.subscribe_inline("x", print, after="nothing")

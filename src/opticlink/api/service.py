@@ -24,7 +24,7 @@ from opticlink.camera.session import CameraSession
 from opticlink.cluster.node import NodeIdentity, NodeLoop
 from opticlink.cluster.ownership import Changes
 from opticlink.cluster.recovery import recover_cameras
-from opticlink.hub import FrameBus, Subscription
+from opticlink.hub import FrameBus, InlineSubscription, Subscription
 from opticlink.live.feed import LiveFeed
 from opticlink.live.websocket import announce_talk_available, talker_name
 from opticlink.media import MediaFrame
@@ -105,7 +105,7 @@ class SubStream:
         self.users = 0  # live connections holding it
         self.starts = 0
         self.last_error: str | None = None  # why the last run's session failed, kept while idle
-        self._subscription: Subscription | None = None
+        self._subscription: InlineSubscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._idle: asyncio.TimerHandle | None = None
         self._idle_at: float | None = None
@@ -162,11 +162,10 @@ class SubStream:
         return_path = ReturnPath(lambda: session.epoch)
         bus.add_filter("echo", return_path.process)
         session.on_frame = _publisher(bus)
-        subscription = bus.subscribe(f"live {name}", after="echo")
+        subscription = bus.subscribe_inline(f"live {name}", live.take, after="echo")
         self.session, self.bus, self.live, self.return_path = session, bus, live, return_path
         self._subscription = subscription
-        self._tasks = [loop.create_task(live.run(subscription), name=f"live-{name}"),
-                       loop.create_task(session.run(), name=f"camera-{name}")]
+        self._tasks = [loop.create_task(session.run(), name=f"camera-{name}")]
         self.starts += 1
         self.last_error = None
         log.info("camera %s: sub-stream started for a viewer", camera.id)
@@ -236,7 +235,7 @@ class CameraRuntime:
     return_path: ReturnPath | None = None
     task: asyncio.Task[None] | None = None
     recorder: Recorder | None = None
-    consumers: list[tuple[Subscription, asyncio.Task[None] | None]] = field(default_factory=list)
+    consumers: list[tuple[Subscription | InlineSubscription, asyncio.Task[None] | None]] = field(default_factory=list)
     extras: dict[str, object] = field(default_factory=dict)
     substream: SubStream | None = None  # the camera's low-resolution stream for live tiles, run on demand
 
@@ -576,7 +575,7 @@ class Service:
                            keep_open=camera.keep_backchannel_open, on_sent=_far_ends(return_path, substream),
                            on_lost=_announce_lost(feeds))
         runtime = CameraRuntime(camera, bus, live, session, talk, return_path, substream=substream)
-        runtime.consumers.append((bus.subscribe(f"live {camera.id}", after="echo"), None))
+        runtime.consumers.append((bus.subscribe_inline(f"live {camera.id}", live.take, after="echo"), None))
         if self.config.record and camera.record:
             runtime.recorder = self._recorder(runtime)
             runtime.consumers.append((runtime.recorder.subscription, None))
@@ -584,8 +583,6 @@ class Service:
 
     def _start_runtime(self, runtime: CameraRuntime, loop: asyncio.AbstractEventLoop) -> None:
         """Set a built camera going: its live feed, recorder and session tasks."""
-        live, _ = runtime.consumers[0]
-        runtime.consumers[0] = (live, loop.create_task(runtime.live.run(live), name=f"live-{runtime.config.id}"))
         if runtime.recorder is not None:
             runtime.consumers[1] = (runtime.recorder.subscription,
                                     loop.create_task(runtime.recorder.run(), name=f"record-{runtime.config.id}"))

@@ -1,5 +1,5 @@
 """The camera's frame bus: the camera session publishes each frame once; consumers subscribe."""
 
-from opticlink.hub.bus import FrameBus, Gap, Queued, Subscription
+from opticlink.hub.bus import FrameBus, Gap, InlineSubscription, Queued, Subscription
 
-__all__ = ["FrameBus", "Gap", "Queued", "Subscription"]
+__all__ = ["FrameBus", "Gap", "InlineSubscription", "Queued", "Subscription"]

@@ -9,6 +9,12 @@ for when that queue is full, so a slow consumer only costs itself:
   time, frames, bytes, reason), logged, and the queue resumes at the next video keyframe so what
   follows decodes (a recorder).
 
+A consumer whose work per frame is short and never waits may instead take frames inline
+(`subscribe_inline`): the bus calls it as it publishes, with no queue and no task woken per frame.
+The live feed is one: it encodes a frame once and offers it to each viewer's own bounded queue, which
+applies the `skip` policy per viewer. An inline consumer that raises is logged and counted; the
+camera and the other consumers go on.
+
 Filters are stages between the camera and some consumers (the echo-cancelled return path): a
 frame passes through each filter at most once, and a subscription chooses whether it takes the
 frames as the camera sent them or after a named filter. Publishing never blocks and never awaits.
@@ -172,6 +178,34 @@ class Subscription:
         self._ready.set()
 
 
+@dataclass(slots=True)
+class InlineSubscription:
+    """A consumer the bus calls as it publishes (`FrameBus.subscribe_inline`)."""
+
+    name: str
+    consumer: Callable[[MediaFrame, float], None]
+    after: str | None = None
+    errors: int = 0  # frames the consumer raised on
+    closed: bool = False
+
+    @property
+    def dropped(self) -> int:
+        return self.errors
+
+    def offer(self, frame: MediaFrame, now: float) -> None:
+        if self.closed:
+            return
+        try:
+            self.consumer(frame, now)
+        except Exception:
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                log.exception("%s: a frame failed (%d so far)", self.name, self.errors)
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class FrameBus:
     """The frame bus of one camera."""
 
@@ -179,11 +213,11 @@ class FrameBus:
         self.camera = camera
         self.frames = 0
         self._filters: list[tuple[str, Filter]] = []
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[Subscription | InlineSubscription] = []
         self._stages: list[tuple[str, Filter]] = []  # the filters some subscription takes the output of, or one before
 
     @property
-    def subscriptions(self) -> tuple[Subscription, ...]:
+    def subscriptions(self) -> tuple[Subscription | InlineSubscription, ...]:
         return tuple(self._subscriptions)
 
     def add_filter(self, name: str, stage: Filter) -> None:
@@ -202,7 +236,17 @@ class FrameBus:
         self._plan()
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def subscribe_inline(self, name: str, consumer: Callable[[MediaFrame, float], None], *,
+                         after: str | None = None) -> InlineSubscription:
+        """`consumer(frame, now)` is called for each frame as it is published (it must not block)."""
+        if after is not None and all(n != after for n, _ in self._filters):
+            raise ValueError(f"no filter named {after!r} on the bus")
+        subscription = InlineSubscription(name, consumer, after)
+        self._subscriptions.append(subscription)
+        self._plan()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription | InlineSubscription) -> None:
         subscription.close()
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)

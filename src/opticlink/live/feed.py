@@ -1,7 +1,8 @@
 """The live feed: one camera's frames from its bus to its viewers, never slowed by any of them.
 
-The feed takes the camera's frames from its own subscription on the frame bus (after the echo-
-cancelling filter when the camera has talkback). Each frame is encoded once and offered to every
+The feed takes the camera's frames inline from its bus (`take`, after the echo-cancelling filter when
+the camera has talkback), as they are published: no queue and no task of its own between the camera
+and the viewers' queues. Each frame is encoded once and offered to every
 viewer's bounded queue. A new viewer gets the codec configuration and the current group of pictures
 (from the latest keyframe), so its picture starts at once. A viewer whose oldest queued video is
 more than `max_delay` old, or whose queue holds more than `max_bytes`, loses its queued video and
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opticlink.hub.bus import Subscription
 from opticlink.live.protocol import encode_config, encode_frame, track_description
 from opticlink.media import CodecConfig, MediaFrame
 
@@ -217,14 +217,9 @@ class LiveFeed:
     def config_message(self) -> bytes | None:
         return self._config_message
 
-    async def run(self, subscription: Subscription) -> None:
-        """Feed the viewers from the camera's bus until the subscription closes."""
-        loop = asyncio.get_running_loop()
-        while not subscription.closed:
-            batch = await subscription.get()
-            sent = time.time()
-            for queued in batch:
-                self.publish(queued.frame, loop.time(), queued.published, sent)
+    def take(self, frame: MediaFrame, now: float) -> None:
+        """The bus's inline consumer (`FrameBus.subscribe_inline`): `publish` the frame as it comes."""
+        self.publish(frame, now, now, time.time())
 
     def set_audio(self, audio: bool, now: float) -> None:
         """Send the camera's audio to the viewers, or stop at once. When it stops, the audio tracks leave
