@@ -162,7 +162,12 @@ async def test_kill_9_loses_at_most_2_s_and_every_segment_decodes_after_restart(
         proc = await asyncio.create_subprocess_exec(OPTICLINK, "serve", str(config), "--port", "0",
                                                     stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.DEVNULL)
-        await asyncio.sleep(random.uniform(7.0, 10.0))
+        # killed at a random moment once it records (how long that takes depends on how busy the machine is)
+        began = time.time()
+        while not any(p.stat().st_size for p in (tmp_path / "recordings").rglob("*.mov")):
+            assert time.time() - began < 60, "the service did not start recording within 60 s"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(random.uniform(3.0, 6.0))
         killed = time.time()
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
