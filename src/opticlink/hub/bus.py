@@ -188,10 +188,6 @@ class InlineSubscription:
     errors: int = 0  # frames the consumer raised on
     closed: bool = False
 
-    @property
-    def dropped(self) -> int:
-        return self.errors
-
     def offer(self, frame: MediaFrame, now: float) -> None:
         if self.closed:
             return
@@ -229,8 +225,7 @@ class FrameBus:
 
     def subscribe(self, name: str, *, policy: Policy = "skip", after: str | None = None,
                   max_bytes: int = MAX_QUEUE_BYTES, max_frames: int = MAX_QUEUE_FRAMES) -> Subscription:
-        if after is not None and all(n != after for n, _ in self._filters):
-            raise ValueError(f"no filter named {after!r} on the bus")
+        self._check_filter(after)
         subscription = Subscription(name, policy, after, max_bytes, max_frames)
         self._subscriptions.append(subscription)
         self._plan()
@@ -239,12 +234,15 @@ class FrameBus:
     def subscribe_inline(self, name: str, consumer: Callable[[MediaFrame, float], None], *,
                          after: str | None = None) -> InlineSubscription:
         """`consumer(frame, now)` is called for each frame as it is published (it must not block)."""
-        if after is not None and all(n != after for n, _ in self._filters):
-            raise ValueError(f"no filter named {after!r} on the bus")
+        self._check_filter(after)
         subscription = InlineSubscription(name, consumer, after)
         self._subscriptions.append(subscription)
         self._plan()
         return subscription
+
+    def _check_filter(self, after: str | None) -> None:
+        if after is not None and all(n != after for n, _ in self._filters):
+            raise ValueError(f"no filter named {after!r} on the bus")
 
     def unsubscribe(self, subscription: Subscription | InlineSubscription) -> None:
         subscription.close()

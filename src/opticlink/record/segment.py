@@ -27,7 +27,7 @@ from opticlink.media import AudioConfig, MediaFrame, VideoConfig, annexb, split_
 from opticlink.rtp.formats.h264 import avc_decoder_configuration
 from opticlink.rtp.formats.h265 import hevc_decoder_configuration
 
-VIDEO_TIME_BASE = Fraction(1, 90_000)  # the video track's ticks (`write_video` converts microseconds: x 9 / 100)
+VIDEO_TIME_BASE = Fraction(1, 90_000)  # the video track's ticks
 FRAGMENT_S = 0.5  # a fragment is cut at each keyframe and at least this often
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 RAW_AUDIO = {"pcmu": "mulaw", "pcma": "alaw", "l16": "s16be"}  # FFmpeg's raw demuxers of our codecs
@@ -155,15 +155,15 @@ class SegmentWriter:
         two frames a few microseconds apart (frames bunched by a stalled process) are one tick."""
         if self._video is None:
             return
-        dts = max((dts_us * 9 + 50) // 100, self._last_dts + 1)
-        pts = max((pts_us * 9 + 50) // 100, dts)
+        dts = max(_ticks(dts_us), self._last_dts + 1)
+        pts = max(_ticks(pts_us), dts)
         self._last_dts = dts
         pts_us = max(pts_us, dts * 100 // 9)
         packet = av.Packet(frame.data)  # length-prefixed, as the stream's avcC/hvcC says
         packet.stream = self._video
         packet.time_base = VIDEO_TIME_BASE
         packet.pts, packet.dts = pts, dts
-        packet.duration = ((frame.duration_us or 0) * 9 + 50) // 100
+        packet.duration = _ticks(frame.duration_us or 0)
         packet.is_keyframe = frame.keyframe
         self.container.mux(packet)
         self.stats.video_frames += 1
@@ -209,6 +209,11 @@ class SegmentWriter:
         self.file.abandon()
         with contextlib.suppress(Exception):  # the muxer's trailer has nowhere to go
             self.container.close()
+
+
+def _ticks(us: int) -> int:
+    """Microseconds in the video track's ticks (1/90000 s), to the nearest."""
+    return (us * 9 + 50) // 100
 
 
 def video_stream(container: av.container.OutputContainer, keyframe: MediaFrame, *,
