@@ -1,5 +1,6 @@
 """The sync engine as a specification: simulated cameras replayed through the receive path, sans-IO."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -14,7 +15,7 @@ from opticlink.sim.replay import (
     record,
     score,
 )
-from opticlink.sync.engine import MASTER_SLEW
+from opticlink.sync.engine import MASTER_SLEW, SERIES_RESTARTS
 
 
 def run(faults: Faults, seconds: float, **model_options):
@@ -100,6 +101,32 @@ def test_bogus_reports_fall_back_to_arrival_timing_and_say_so(mode, reason):
     assert all(t.bogus_reports > 0 for t in stats.tracks)
     assert s.settled["p99_ms"] <= 6.0  # the bias learnt while reports were good keeps the tracks aligned
     assert stats.tracks[1].skew_ppm == pytest.approx(300, abs=20)  # skew tracked from arrivals
+
+
+@pytest.mark.parametrize("off_ms", [15.0, -300.0])
+def test_a_first_report_the_next_ones_contradict_restarts_the_series_instead_of_falling_back(off_ms):
+    """GStreamer's server under load once sent a video report 14,400 ppm off the next one: the first of a
+    series is as likely the odd one as the second, so the engine keeps the newer and stays on reports."""
+    rec = record(Faults(audio_skew_ppm=100, jitter_ms=20, seed=8), 60, ordered=True)
+    first = next(i for i, e in enumerate(rec.events) if e[0] == "report" and e[1].track == 0)
+    report = rec.events[first][1]
+    rec.events[first] = ("report", dataclasses.replace(report, wall_clock=report.wall_clock + off_ms / 1000))
+    place_with_engine(rec)
+    stats = place_with_engine.last_engine.stats()
+    assert [t.source for t in stats.tracks] == ["rtcp", "rtcp"], stats
+    assert [t.bogus_reports for t in stats.tracks] == [1, 0]
+
+
+def test_reports_that_keep_contradicting_each_other_fall_back_after_two_restarts():
+    rec = record(Faults(audio_skew_ppm=100, jitter_ms=20, seed=8), 60, ordered=True)
+    video = [i for i, e in enumerate(rec.events) if e[0] == "report" and e[1].track == 0]
+    for n, i in enumerate(video):
+        report = rec.events[i][1]
+        rec.events[i] = ("report", dataclasses.replace(report, wall_clock=report.wall_clock + 0.05 * (n % 2)))
+    place_with_engine(rec)
+    video_stats = place_with_engine.last_engine.stats().tracks[0]
+    assert video_stats.source == "fallback" and "ppm from nominal" in video_stats.fallback_reason
+    assert video_stats.bogus_reports > SERIES_RESTARTS
 
 
 def test_camera_reboot_reanchors_both_tracks_and_sync_returns():

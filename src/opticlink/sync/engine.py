@@ -59,6 +59,10 @@ VIDEO_STARTUP_MAX = 5.0  # ... and after that until it first reaches the audio's
 STARTUP_STEP = 0.5  # ... moving by at most this share of a frame period a frame (over the reorder depth)
 HARD_RESYNC = 1.0  # seconds: a correction this large is applied at once
 FALLBACK_HOLD = 600.0  # seconds a track stays on arrival timing after a bogus report
+# A report contradicting a series of one is not proof against the series: the first report may be the odd
+# one (a sender's first report computed before its clocks settle; seen from GStreamer's server under load).
+# The series restarts from the newer one, this many times in a row at most, before the track falls back.
+SERIES_RESTARTS = 2
 JUMP_AHEAD = 1.0  # a unit arriving this long before its mapped time: timestamps jumped forward
 JUMP_BEHIND = 10.0  # ... this long after, three units in a row: timestamps jumped back
 JUMP_IMPOSSIBLE = 60.0  # ... this long after, at once: no network holds media for a minute
@@ -145,6 +149,7 @@ class _Track:
         self.config: CodecConfig | None = None
         self.last_dts: int | None = None
         self.sender_reports = self.bogus_reports = self.stale_reports = 0
+        self.series_restarts = 0  # in a row, see SERIES_RESTARTS
         self.reanchors = self.hard_resyncs = self.units = 0
 
     def unwrap(self, ts32: int) -> int:
@@ -425,17 +430,25 @@ class SyncEngine:
         if abs(ts - track.last_ts) / track.rate > STALE_REPORT:
             track.stale_reports += 1
             return
+        lone = track.reports.count == 1
         try:
             track.reports.add(ts, wall)
         except BogusReport as exc:
             track.bogus_reports += 1
             track.reports.reset()
+            if lone and track.mode != "fallback" and track.series_restarts < SERIES_RESTARTS:
+                track.series_restarts += 1
+                track.reports.add(ts, wall)
+                track.sender_reports += 1
+                return
             if track.mode != "fallback":
                 track.mode = "fallback"
             track.fallback_reason = str(exc)
             track.fallback_until = arrival + FALLBACK_HOLD
             return
         track.sender_reports += 1
+        if not lone:
+            track.series_restarts = 0
         if track.mode == "fallback":
             if arrival < track.fallback_until or track.reports.count < 3:
                 return
