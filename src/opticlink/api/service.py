@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from opticlink import heap
 from opticlink.api import settings
 from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.auth.gate import Gate
@@ -43,6 +44,13 @@ RETENTION_S = 60.0  # retention runs at least this often
 # A sub-stream with no viewer left is stopped this long after the last one went: a wall of tiles does
 # not keep sessions nobody watches, and a tile focused (main) then unfocused (sub) again does not reconnect.
 SUBSTREAM_IDLE_S = 30.0
+
+
+async def _trim_heap() -> None:
+    """Hand the C heap's free pages back every `heap.TRIM_INTERVAL_S` (see `opticlink.heap`)."""
+    while True:
+        await asyncio.sleep(heap.TRIM_INTERVAL_S)
+        await asyncio.to_thread(heap.trim)
 
 
 def _secrets(camera: CameraConfig) -> list[str | None]:
@@ -401,6 +409,7 @@ class Service:
         self.recordings = Recordings(self.database)
         self.retention: Retention | None = None
         self.retention_task: asyncio.Task[None] | None = None
+        self.trim_task: asyncio.Task[None] | None = None
         self.declared: set[str] = {camera.id for camera in config.cameras}  # the YAML's: not editable by the API
         self.disabled: dict[str, CameraConfig] = {}  # API-added cameras switched off: kept, not run
         self.camera_store = CameraStore(self.database)
@@ -781,6 +790,7 @@ class Service:
                     self._index_takeover_gap(runtime, report.last_wall.get(runtime.config.id), loop)
         for runtime in self.cameras.values():
             self._start_runtime(runtime, loop)
+        self.trim_task = loop.create_task(_trim_heap(), name="heap trim")
         self.started = True
         for companion in self.companions:
             companion.start()
@@ -792,10 +802,11 @@ class Service:
             await self.node.stop()
         for companion in self.companions:
             await companion.stop()
-        if self.retention_task is not None:
-            self.retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.retention_task
+        for task in (self.retention_task, self.trim_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for runtime in list(self.cameras.values()):
             await self._stop_runtime(runtime)
         if self.node is not None:  # after the cameras stopped: the others may take them at once

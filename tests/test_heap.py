@@ -1,0 +1,30 @@
+"""`heap.trim`: memory a worker thread freed goes back to the operating system."""
+
+import os
+import sys
+import threading
+
+import pytest
+
+from opticlink import heap
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_memory_a_thread_freed_goes_back_to_the_system_when_trimmed():
+    kept: list[bytearray] = []
+
+    def churn() -> None:  # 60 MB in the thread's own arena, one block in a thousand kept: the rest is freed
+        blocks = [bytearray(1024) for _ in range(60_000)]
+        kept.extend(blocks[::1000])
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    thread.join()
+    before = rss_mb()
+    assert heap.trim()
+    assert before - rss_mb() > 30, (before, rss_mb())
