@@ -251,7 +251,9 @@ def test_a_gap_between_runs_keeps_its_wall_length(recording, tmp_path):
     first, last = moved[0].start_wall, moved[-1].end_wall
     out = tmp_path / "gap.mp4"
     summary = export(recording.root, moved, first, last, out)
-    assert summary.runs == 2 and summary.gap_s == pytest.approx(3.0, abs=0.05)
+    # the gap runs from the end of what the file holds of the first run: its last audio may reach past the
+    # third segment's first keyframe (the clip's 40 ms A/V offset and 20 ms of jitter; 58 ms once on CI)
+    assert summary.runs == 2 and summary.gap_s == pytest.approx(3.0, abs=0.1)
     assert summary.duration_s == pytest.approx(last - summary.start_wall, abs=0.1)
     assert _ffmpeg_errors(out) == ""
     assert float(_probe(out)["audio"]["duration"]) == pytest.approx(summary.duration_s, abs=0.2)
