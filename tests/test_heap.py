@@ -1,5 +1,6 @@
 """`heap.trim`: memory a worker thread freed goes back to the operating system."""
 
+import asyncio
 import os
 import sys
 import threading
@@ -28,3 +29,19 @@ def test_memory_a_thread_freed_goes_back_to_the_system_when_trimmed():
     before = rss_mb()
     assert heap.trim()
     assert before - rss_mb() > 30, (before, rss_mb())
+
+
+async def test_the_service_trims_the_heap_while_it_runs_and_stops_doing_so_when_stopped(monkeypatch):
+    from opticlink.api.config import ServiceConfig
+    from opticlink.api.service import Service
+
+    calls = []
+    monkeypatch.setattr(heap, "TRIM_INTERVAL_S", 0.05)
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or True)
+    service = Service(ServiceConfig())
+    await service.start()
+    await asyncio.sleep(0.5)
+    await service.stop()
+    trimmed = len(calls)
+    await asyncio.sleep(0.2)
+    assert trimmed >= 3 and len(calls) == trimmed
