@@ -14,8 +14,9 @@ through our sans-IO cores, `--rounds` times, one more layer each pass:
   between as it is live. On this 2-core VM it costs about 4 times `bus` per packet: a process waking
   from idle runs cold (caches, predictors), about 150 µs a wake-up here, more than the reads' work.
 
-Prints JSON: CPU µs per RTP packet for each layer (the median of the rounds), its share of the whole,
-and each layer's cost over the floor's (ratios, so the machine's speed drops out). A profile of the
+Prints JSON: CPU µs per RTP packet for each layer (cumulative, the median of the rounds), each layer's
+own part, each layer's cost over the floor's (ratios, so the machine's speed drops out), and the whole
+path in CPU seconds per camera-minute, back to back and paced. A profile of the
 whole path is `--profile` (cProfile, top functions on stderr).
 
     .venv/bin/python bench/receive.py [--seconds 20] [--rounds 5] [--profile]

@@ -59,9 +59,11 @@ VIDEO_STARTUP_MAX = 5.0  # ... and after that until it first reaches the audio's
 STARTUP_STEP = 0.5  # ... moving by at most this share of a frame period a frame (over the reorder depth)
 HARD_RESYNC = 1.0  # seconds: a correction this large is applied at once
 FALLBACK_HOLD = 600.0  # seconds a track stays on arrival timing after a bogus report
-# A report contradicting a series of one is not proof against the series: the first report may be the odd
-# one (a sender's first report computed before its clocks settle; seen from GStreamer's server under load).
-# The series restarts from the newer one, this many times in a row at most, before the track falls back.
+# A report contradicting a series of one is not proof against the series: the first may be the odd one (a
+# camera's clock stepped by NTP after its first report, or PLAY's `Range: clock=` anchor, which is less exact
+# than a report). The series restarts from the newer one, this many times in a row at most, before the track
+# falls back. (GStreamer's server once gave a "+144xx ppm" video report under load in the suite; whether its
+# first report was the odd one was not reproduced.)
 SERIES_RESTARTS = 2
 JUMP_AHEAD = 1.0  # a unit arriving this long before its mapped time: timestamps jumped forward
 JUMP_BEHIND = 10.0  # ... this long after, three units in a row: timestamps jumped back
