@@ -115,3 +115,24 @@ test("a follower ahead of what its stream has brought asks for more lead, up to 
   assert.equal(leadFor(0.3, 900_000), MAX_LEAD_S);
   assert.equal(leadFor(MAX_LEAD_S, 100_000), null);
 });
+
+test("a follower keeps up with a leader whose clock runs 5 % slow, its cursor heard ten times a second", () => {
+  // A loaded machine's audio output skips the callbacks it misses: the leader's clock runs slow. Its
+  // cursor reaches the follower every 100 ms, a few ms late, and runs on at speed 1 in between.
+  const RATE = 0.95;
+  const leaderWall = (t) => WALL0 + 5_000_000 + t * 1000 * RATE; // µs of recording at real time t (ms)
+  const map = mapOf(0, WALL0 + 5_000_000, 1000); // the follower's frames, its clock at real time
+  const follower = new Follower();
+  let cursor = null;
+  let worst = 0;
+  for (let t = 0; t <= 20_000; t += 16) {
+    if (t % 100 < 16) cursor = { wall: leaderWall(t - 7) / 1e6, at: t - 7, speed: 1, playing: true };
+    const own = t * 1000;
+    const offset = follower.update(t, own, map.ptsAt(cursorAt(cursor, t) * 1e6, 1));
+    if (t > 4000) worst = Math.max(worst, Math.abs(map.wallAt(own + offset, 1) - leaderWall(t)));
+  }
+  // a follower that corrected only the error it saw stayed 50 ms behind (5 % of its 1 s slew time)
+  assert.ok(worst <= 8_000, `${worst} µs`);
+  assert.ok(Math.abs(follower.rate + 0.05) < 0.005, follower.rate);
+  assert.equal(follower.stepped, 1);
+});

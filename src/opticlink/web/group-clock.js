@@ -9,7 +9,12 @@
 // own presentation time through the recorded wall times of its own frames (`WallMap`) and moves its
 // video clock towards it by an offset (`Follower`): a small rate trim (at most `MAX_TRIM` of real
 // time, so the chooser repeats or drops a picture now and then), or a step when far off (the start,
-// a seek: a burst of drops or a held picture). Followers play muted: their sound would run on their
+// a seek: a burst of drops or a held picture). A leader whose clock runs at another rate than the
+// follower's (on a loaded machine an audio output that misses callbacks skips them: its clock runs
+// slow, 2-5 % measured here) would leave a follower that only corrects the error it sees behind by
+// that rate times its slew time (50 ms at 5 %): the follower measures how fast the offset it needs
+// moves (a line fitted over the last `DRIFT_SPAN_MS`) and moves its offset that fast, correcting
+// only what remains. Followers play muted: their sound would run on their
 // own audio clock, off their picture by the offset. Pause, seek and speed go to every player
 // (timeline.js's SyncGroup), so the clocks start together and the trims only take up what differs:
 // each player's buffer depth, when its seek reached the server, the recordings' phases, and the
@@ -24,6 +29,11 @@ export const SLEW_TIME_S = 1.0; // an error is taken up over about this long (th
 // when the follower's own clock moves (its lead taking effect, a stall of its stream).
 export const STEP_US = 120_000;
 export const DEADBAND_US = 2_000; // an error below this is left alone (a frame is 33-40 ms)
+// The rate of the offset needed is fitted over this long (20 cursors at 10 a second, each read late by
+// the page's own scheduling), and used once the fit spans DRIFT_MIN_MS; a step starts it again.
+export const DRIFT_SPAN_MS = 2_000;
+export const DRIFT_MIN_MS = 1_000;
+const DRIFT_READINGS = 256; // bound: animation frames in DRIFT_SPAN_MS at 120 Hz
 export const STALE_MS = 2_000; // a leader not heard from for this long is not followed
 // A follower holds decoded pictures to run behind its own clock (its lead, below, and the leader's sound
 // buffer: 0.3-0.9 s measured), and cannot show what has not come: its offset stays within this.
@@ -118,12 +128,19 @@ export class Follower {
     this.last = null; // epoch ms of the latest update
     this.stepped = 0;
     this.fresh = true; // the next error is stepped whatever its size (a seek, the start)
+    this.drift = new Drift();
   }
 
   /** Start over (a seek): the next error is taken in one step. */
   reset() {
     this.fresh = true;
     this.last = null;
+    this.drift.clear();
+  }
+
+  /** How fast the leader's clock runs against this follower's, less one (0.01: 1 % faster). */
+  get rate() {
+    return this.drift.slope();
   }
 
   /**
@@ -135,18 +152,68 @@ export class Follower {
     const dt = this.last === null ? 0 : Math.max(0, Math.min(1000, now - this.last)) * 1000; // µs
     this.last = now;
     if (target === null || own === null) return this.offset;
-    const error = target - (own + this.offset);
+    const needed = target - own;
+    const error = needed - this.offset;
     if (this.fresh || Math.abs(error) > STEP_US) {
-      this.offset += error;
+      this.offset = needed;
       this.fresh = false;
       this.stepped++;
-    } else if (Math.abs(error) > DEADBAND_US) {
-      const wanted = error * Math.min(1, dt / (SLEW_TIME_S * 1e6));
+      this.drift.clear();
+      this.drift.add(now, needed);
+    } else {
+      this.drift.add(now, needed);
+      const rate = Math.max(-MAX_TRIM, Math.min(MAX_TRIM, this.drift.slope()));
+      const ahead = error - rate * dt; // what the drift alone will not take up
+      const wanted = rate * dt + (Math.abs(ahead) > DEADBAND_US ? ahead * Math.min(1, dt / (SLEW_TIME_S * 1e6)) : 0);
       const cap = MAX_TRIM * dt;
       this.offset += Math.max(-cap, Math.min(cap, wanted));
     }
     this.offset = Math.max(-MAX_OFFSET_US, Math.min(MAX_OFFSET_US, this.offset));
     return this.offset;
+  }
+}
+
+/** A least-squares line of the offset a follower needs against time, over the last DRIFT_SPAN_MS. */
+class Drift {
+  constructor() {
+    this.t = new Float64Array(DRIFT_READINGS);
+    this.v = new Float64Array(DRIFT_READINGS);
+    this.n = 0;
+    this.i = 0;
+  }
+
+  clear() {
+    this.n = 0;
+  }
+
+  /** At epoch ms `now`, the offset needed was `needed` µs. */
+  add(now, needed) {
+    this.t[this.i] = now;
+    this.v[this.i] = needed;
+    this.i = (this.i + 1) % DRIFT_READINGS;
+    this.n = Math.min(DRIFT_READINGS, this.n + 1);
+  }
+
+  /** µs of offset per µs of time over the span; 0 until the readings span DRIFT_MIN_MS. */
+  slope() {
+    const newest = this.t[(this.i + DRIFT_READINGS - 1) % DRIFT_READINGS];
+    let k = 0, mt = 0, mv = 0, oldest = newest;
+    for (let j = 0; j < this.n; j++) {
+      const t = this.t[j];
+      if (newest - t > DRIFT_SPAN_MS) continue;
+      k++; mt += t; mv += this.v[j]; oldest = Math.min(oldest, t);
+    }
+    if (newest - oldest < DRIFT_MIN_MS) return 0;
+    mt /= k;
+    mv /= k;
+    let stt = 0, stv = 0;
+    for (let j = 0; j < this.n; j++) {
+      const t = this.t[j];
+      if (newest - t > DRIFT_SPAN_MS) continue;
+      stt += (t - mt) ** 2;
+      stv += (t - mt) * (this.v[j] - mv);
+    }
+    return stt > 0 ? stv / stt / 1000 : 0; // µs per ms to µs per µs
   }
 }
 
