@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { AudioLatency, LATENCY } from "../../src/opticlink/web/latency.js";
+import { Arrivals, AudioLatency, LATENCY } from "../../src/opticlink/web/latency.js";
 
 const MS = 1000; // µs
 
@@ -14,8 +14,8 @@ const MS = 1000; // µs
  * of that time leaves the decoder, ms after it; `stall(t)`: the audio output is stalled at t.
  */
 function play(seconds, { delay = () => 5, videoDelay = () => 20, stall = () => false, playback = false,
-                         at = [] } = {}) {
-  const latency = new AudioLatency({ playback });
+                         at = [], arrivals = null } = {}) {
+  const latency = new AudioLatency({ playback, arrivals });
   const packets = [];
   let last = 0;
   for (let pts = 0; pts < seconds * 1000; pts += 20) {
@@ -157,4 +157,21 @@ test("lateness is split by the server's send time: the camera's network, and the
   assert.ok(Math.abs(networkMs - 28) < 1, `network ${networkMs}`);
   assert.ok(Math.abs(deliveryMs - 49) < 1, `delivery ${deliveryMs}`);
   assert.ok(latency.jitterMs() >= 48 && latency.jitterMs() <= 28 + 49 + 1, `whole ${latency.jitterMs()}`);
+});
+
+test("a camera made audible on the wall starts with the lateness measured while it was muted", () => {
+  // every 2 s, a 400 ms stretch of packets comes 60 ms late (a loaded machine); the camera was on the
+  // wall, muted, for the 20 s before it is clicked at 0
+  const burst = (pts) => (((pts % 2000) + 2000) % 2000 >= 1300 && ((pts % 2000) + 2000) % 2000 < 1700 ? 60 : 3);
+  const muted = new Arrivals();
+  let last = -20_000;
+  for (let pts = -20_000; pts < 0; pts += 20) {
+    last = Math.max(last, pts + burst(pts));
+    muted.add(last * MS, pts * MS);
+  }
+  const heard = play(8, { delay: burst, arrivals: muted });
+  const fresh = play(8, { delay: burst }); // what a player that measured nothing while muted did
+  assert.equal(heard.underruns, 0);
+  assert.ok(heard.atTime(1.2).target > 20 + 50 + LATENCY.marginMs, `target ${heard.atTime(1.2).target}`); // covers the bursts
+  assert.ok(fresh.underruns >= 1, "a second's measure does not see the bursts coming");
 });

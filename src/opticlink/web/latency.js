@@ -83,14 +83,51 @@ export class Lateness {
   }
 }
 
+/**
+ * How late a stream's audio frames come, whether they are heard or not: arrival at this page
+ * against presentation time (`total`), the server's send against presentation time (`network`),
+ * arrival against the server's send (`delivery`). A muted player of the wall keeps measuring
+ * (one call per frame), so that the camera made audible starts with the lateness of the last ten
+ * seconds instead of a second's: a target guessed from one second ran dry at the first late burst.
+ * The stream's first `warmupUs` (the page loading) is left out, as AudioLatency's warm-up is.
+ */
+export class Arrivals {
+  constructor(warmupUs = LATENCY.warmupUs) {
+    this.warmupUs = warmupUs;
+    this.total = new Lateness(LATENCY.latenessWindow);
+    this.network = new Lateness(LATENCY.latenessWindow);
+    this.delivery = new Lateness(LATENCY.latenessWindow);
+    this.firstAt = null;
+  }
+
+  /** A frame of presentation time `ptsUs` arrived at `nowUs`, `deliveryUs` after the server sent it
+   *  (null: not said); kept in the windows if `keep` (and past the stream's first warmupUs).
+   *  Returns its lateness, ms. */
+  add(nowUs, ptsUs, deliveryUs = null, keep = true) {
+    this.firstAt ??= nowUs;
+    keep &&= nowUs - this.firstAt >= this.warmupUs;
+    const lateness = this.total.add(nowUs, nowUs - ptsUs, keep);
+    if (deliveryUs !== null) {
+      this.network.add(nowUs, nowUs - deliveryUs - ptsUs, keep);
+      this.delivery.add(nowUs, deliveryUs, keep);
+    }
+    return lateness;
+  }
+}
+
 export class AudioLatency {
-  /** `playback`: the sound of a recording (deeper floor, shorter warm-up). */
-  constructor({ playback = false } = {}) {
+  /**
+   * `playback`: the sound of a recording (deeper floor, shorter warm-up). `arrivals`: the stream's
+   * lateness measured so far (Arrivals, shared: this adds to it), else its own, which its warm-up
+   * keeps the page's loading out of.
+   */
+  constructor({ playback = false, arrivals = null } = {}) {
     this.playback = playback;
     this.packetMs = 20;
-    this.total = new Lateness(LATENCY.latenessWindow); // arrival at this page against presentation time
-    this.network = new Lateness(LATENCY.latenessWindow); // the server's send against presentation time
-    this.delivery = new Lateness(LATENCY.latenessWindow); // arrival at this page against the server's send
+    this.arrivals = arrivals ?? new Arrivals(0);
+    this.total = this.arrivals.total; // arrival at this page against presentation time
+    this.network = this.arrivals.network; // the server's send against presentation time
+    this.delivery = this.arrivals.delivery; // arrival at this page against the server's send
     this.firstAt = null;
     this.warmup = true;
     this.warmupWorst = 0; // ms, the latest audio arrival in the warm-up
@@ -111,11 +148,7 @@ export class AudioLatency {
    * sent it (null when the server does not say; the two clocks need not agree: only changes count).
    */
   arrival(nowUs, ptsUs, deliveryUs = null) {
-    const lateness = this.total.add(nowUs, nowUs - ptsUs, !this.warmup);
-    if (deliveryUs !== null) {
-      this.network.add(nowUs, nowUs - deliveryUs - ptsUs, !this.warmup);
-      this.delivery.add(nowUs, deliveryUs, !this.warmup);
-    }
+    const lateness = this.arrivals.add(nowUs, ptsUs, deliveryUs, !this.warmup);
     if (this.warmup) {
       this.warmupWorst = Math.max(this.warmupWorst, lateness);
       if (this.firstAt === null) this.firstAt = nowUs;

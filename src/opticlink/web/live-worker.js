@@ -29,7 +29,7 @@
 import { parseConfig, parseFrame, FLAGS, base64Bytes, deliveryUs } from "./protocol.js";
 import { CONTROL, FORMATS, SampleRing } from "./ring.js";
 import { focus, focusMessage, mutedAudio, unseenVideo } from "./worker-focus.js";
-import { AudioLatency, LATENCY } from "./latency.js";
+import { Arrivals, AudioLatency, LATENCY } from "./latency.js";
 import { DisplayTiming, PlayheadFit } from "./clock.js";
 import { choose, fallenBehind, framePeriod, leaveUndecoded } from "./frames.js";
 import { cursorAt, Follower, leadFor, PLAYBACK_LEAD_S, WallMap } from "./group-clock.js";
@@ -41,6 +41,7 @@ const state = {
   url: null, socket: null, canvas: null, ctx2d: null, ring: null, port: null, portControl: null,
   outputLatency: 0, contextRate: 48000, retry: 0, closed: false,
   config: null, video: null, audio: null,
+  arrivals: null, // a live stream's audio lateness, heard or muted (liveArrivals)
   frames: [], wallOf: new Map(), waitingKey: true, lateAt: -Infinity, period: 40000, noAudioLag: null, underrunsTimed: 0,
   stats: null, reports: 0,
   hardware: "no-preference",
@@ -410,7 +411,7 @@ function setupAudio(track) {
   state.stats.audioCodec = track.codec;
   const audio = { codec: track.codec, rate: track.sampleRate, channels: track.channels || 1, nextPts: null,
                   anchors: [], written: ctl(CONTROL.WRITE), fit: new PlayheadFit(track.sampleRate), decoder: null, silence: 0,
-                  latency: new AudioLatency({ playback: Boolean(state.playback) }), pushed: 0 };
+                  latency: new AudioLatency({ playback: Boolean(state.playback), arrivals: liveArrivals() }), pushed: 0 };
   let format = FORMATS.float;
   if (track.codec === "pcmu") { format = FORMATS.pcmu; audio.silence = 0xff; }
   else if (track.codec === "pcma") { format = FORMATS.pcma; audio.silence = 0xd5; }
@@ -439,13 +440,25 @@ function setupAudio(track) {
 
 // Audio --------------------------------------------------------------------------------------------
 
+/** A live stream's audio lateness, kept while the player is muted and carried into its next sound
+ *  (latency.js Arrivals); null for a recording, whose every seek starts a new timeline. */
+function liveArrivals() {
+  if (state.playback) return null;
+  state.arrivals ??= new Arrivals();
+  return state.arrivals;
+}
+
 function onAudio(frame, track) {
-  if (mutedAudio(state)) return;
+  const now = performance.now();
+  const delivery = deliveryUs(frame.sent, performance.timeOrigin + now);
+  if (mutedAudio(state)) {
+    liveArrivals()?.add(now * 1000, frame.pts, delivery);
+    return;
+  }
   const audio = state.audio;
   if (!audio) return;
   state.stats.audioFrames++;
-  const now = performance.now();
-  audio.latency.arrival(now * 1000, frame.pts, deliveryUs(frame.sent, performance.timeOrigin + now));
+  audio.latency.arrival(now * 1000, frame.pts, delivery);
   if (frame.wall > 0 && !state.playback) state.stats.audioArrivalMs = +(performance.timeOrigin + performance.now() - frame.wall / 1000).toFixed(1);
   if (audio.decoder) {
     audio.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(frame.pts), data: frame.payload }));

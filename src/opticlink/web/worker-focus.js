@@ -1,7 +1,8 @@
 // The player Worker's share of the wall: whether its camera is heard and whether its tile is seen.
 //
-// A muted player spends nothing on sound: audio frames are counted but neither decoded nor written
-// to the ring, the worklet idles (RATE 0 in a new generation: it outputs silence without resampling)
+// A muted player spends next to nothing on sound: audio frames are counted and their lateness
+// measured (latency.js Arrivals, so that the sound starts with a buffer that covers it once the
+// camera is heard), but neither decoded nor written to the ring, the worklet idles (RATE 0 in a new generation: it outputs silence without resampling)
 // and video runs on the wall clock, as for a camera without audio. Unmuting sets the audio up again
 // on the same WebSocket. A player whose tile is not seen drops video before decoding and resumes at
 // the next keyframe. A tile narrower than KEYFRAMES_ONLY_BELOW_PX (`size` messages, device pixels)
