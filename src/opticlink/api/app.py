@@ -91,7 +91,9 @@ class AccessControl:
         return None if row is None else principal(row, "node")
 
     def _identify(self, scope: Scope, headers: dict[str, str]) -> tuple[Principal | None, Hop | None, bool]:
-        """Who the request is for; the verified hop it came by (if any); False when a hop did not verify."""
+        """Who the request is for; the verified hop it came by (if any); False when a hop did not verify.
+        Called in a thread: it reads the catalog, and a page's burst of requests (its modules, four
+        timelines at once) done on the event loop held up every camera's frames by tens of ms."""
         method = "GET" if scope["type"] == "websocket" else scope["method"]
         hop = hop_of(headers, self.hop_secret, method, scope["path"])
         if hop is None:
@@ -113,7 +115,8 @@ class AccessControl:
         async def watch() -> None:
             while True:
                 await asyncio.sleep(RECHECK_S)
-                now = self.gate.identify(headers) if hop is None else self._hop_user(hop)
+                now = await asyncio.to_thread(self.gate.identify, headers) if hop is None else \
+                    await asyncio.to_thread(self._hop_user, hop)
                 if now is None or now.user_id != who.user_id or now.role != who.role:
                     with contextlib.suppress(Exception):
                         await send({"type": "websocket.close", "code": 4401,
@@ -148,7 +151,7 @@ class AccessControl:
             elif not policy.origin_allowed(origin, host):
                 refusal = 4403, "a page of another origin may not open this WebSocket"
             else:
-                who, hop, verified = self._identify(scope, headers)
+                who, hop, verified = await asyncio.to_thread(self._identify, scope, headers)
                 if not verified:
                     refusal = 4401, "a hop from another node that does not verify"
                 elif who is None:
@@ -169,7 +172,7 @@ class AccessControl:
         elif method in UNSAFE and not policy.origin_allowed(origin, host):
             response = JSONResponse({"detail": "a page of another origin may not do this"}, 403)
         else:
-            who, _, verified = self._identify(scope, headers)
+            who, _, verified = await asyncio.to_thread(self._identify, scope, headers)
             if not verified:
                 response = JSONResponse({"detail": "a hop from another node that does not verify"}, 401)
                 await response(scope, receive, send)
@@ -547,7 +550,7 @@ def create_app(service: Service) -> FastAPI:
         _runtime(service, camera)
         if not (0 < start < end and end - start <= 31 * 86400):
             raise HTTPException(422, "start and end: Unix seconds, start before end, at most 31 days apart")
-        return timeline(service.recordings, service.database, camera, start, end, time.time())
+        return await asyncio.to_thread(timeline, service.recordings, service.database, camera, start, end, time.time())
 
     @app.websocket("/api/cameras/{camera}/playback")
     async def playback(websocket: WebSocket, camera: str) -> None:

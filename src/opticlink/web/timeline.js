@@ -167,7 +167,9 @@ export class PlaybackBar {
     player.timeline = this;
     this.refresh();
     this.timer = setInterval(() => this.tick(), 250);
-    this.refresher = setInterval(() => this.refresh(), REFRESH_MS);
+    // the timelines of a wall, built together, would all ask the server at the same moment: each
+    // starts its refreshes at its own point of the period
+    setTimeout(() => setInterval(() => this.refresh(), REFRESH_MS), Math.random() * REFRESH_MS);
   }
 
   get live() { return !this.player.recording; }
