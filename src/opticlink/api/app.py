@@ -115,8 +115,10 @@ class AccessControl:
         async def watch() -> None:
             while True:
                 await asyncio.sleep(RECHECK_S)
-                now = await asyncio.to_thread(self.gate.identify, headers) if hop is None else \
-                    await asyncio.to_thread(self._hop_user, hop)
+                if hop is None:
+                    now = await asyncio.to_thread(self.gate.identify, headers)
+                else:
+                    now = await asyncio.to_thread(self._hop_user, hop)
                 if now is None or now.user_id != who.user_id or now.role != who.role:
                     with contextlib.suppress(Exception):
                         await send({"type": "websocket.close", "code": 4401,
