@@ -16,7 +16,8 @@
 // (the warm-up), with only the target buffered (older samples are dropped before they are heard);
 // the latest audio arrival of the warm-up, and how late the decoder still ran at its end (the
 // burst's first pictures are only the way to the live one), count until the steady lateness is
-// measured. For the
+// measured. The sound starts deeper than that (100 ms for 1.5 s, eased to the target over the next
+// 1.5 s: the page's own start can hold audio back more than the warm-up showed). For the
 // next few seconds (the settling) a buffer over its target by more than 10 ms skips down to it: the
 // burst's last decoded pictures leave the window then, and the target falls with them.
 //
@@ -39,6 +40,14 @@ export const LATENCY = Object.freeze({
   playbackWarmupUs: 300_000, // ... of a recording: no page loading, no burst; its floor covers the rest
   settleUs: 4_000_000, // after the warm-up, how long a buffer over its target skips down to it
   settleExcessMs: 10,
+  // A new stream's sound starts deeper than its target, this deep for `startHoldUs` and then less over
+  // `startEaseUs` (within the settling, whose skips take the rest away): the page's own start (its other
+  // players starting, their decoders' bursts) can hold audio back more than the warm-up showed, and
+  // a target of one second's measure ran dry half a second after the sound started. A stream whose
+  // lateness is measured already (a muted wall tile made audible) starts at its target.
+  startDepthMs: 100,
+  startHoldUs: 1_500_000,
+  startEaseUs: 1_500_000,
   maxTrim: 0.005,
   trimSpanMs: 20, // the full trim is applied this far from the target
   levelSmoothing: 0.2, // per decision (every 100 ms): a running mean over about half a second
@@ -142,6 +151,8 @@ export class AudioLatency {
     this.warmupWorst = 0; // ms, the latest audio arrival in the warm-up
     this.videoWarmup = 0; // ms, how late the decoder ran at the end of the warm-up (its burst caught up or not)
     this.settleUntil = null;
+    this.startAt = null; // µs, when the warm-up ended without the lateness known (startDepthMs applies)
+    this.clock = null; // µs, the latest time this was told of (an arrival, a decision)
     this.videoLate = new Float64Array(LATENCY.videoWindow);
     this.videoCount = 0;
     this.safety = 0;
@@ -165,8 +176,17 @@ export class AudioLatency {
       if (nowUs - this.firstAt >= (this.playback ? LATENCY.playbackWarmupUs : LATENCY.warmupUs)) {
         this.warmup = false;
         this.settleUntil = nowUs + LATENCY.settleUs;
+        if (!this.playback && this.total.count < LATENCY.latenessKnown) this.startAt = nowUs;
       }
     }
+    this.clock = Math.max(this.clock ?? nowUs, nowUs);
+  }
+
+  /** The start's extra depth (startDepthMs) at `nowUs`, ms. */
+  startDepth(nowUs) {
+    if (this.startAt === null || nowUs === null) return 0;
+    const ease = (nowUs - this.startAt - LATENCY.startHoldUs) / LATENCY.startEaseUs;
+    return LATENCY.startDepthMs * Math.max(0, Math.min(1, 1 - ease));
   }
 
   /** A video frame of presentation time `ptsUs` left the decoder at `nowUs`. */
@@ -210,7 +230,8 @@ export class AudioLatency {
     if (!this.known) video = Math.max(video, this.videoWarmup);
     const lateness = this.known ? this.jitterMs() : Math.max(this.jitterMs(), this.warmupWorst);
     const needed = Math.max(this.packetMs + lateness + LATENCY.marginMs, video + LATENCY.videoMarginMs);
-    return Math.max(this.playback ? LATENCY.playbackFloorMs : LATENCY.floorMs, needed) + this.safety;
+    const floor = this.playback ? LATENCY.playbackFloorMs : Math.max(LATENCY.floorMs, this.startDepth(this.clock));
+    return Math.max(floor, needed) + this.safety;
   }
 
   /** The buffer to fill before sound starts or resumes, ms; null in the warm-up (not yet). */
@@ -226,6 +247,7 @@ export class AudioLatency {
   control(nowUs, { bufferMs, playing, underruns }) {
     const elapsedS = this.lastAt === null ? 0 : Math.max(0, (nowUs - this.lastAt) / 1e6);
     this.lastAt = nowUs;
+    this.clock = Math.max(this.clock ?? nowUs, nowUs);
     if (this.underrunsSeen !== null && underruns > this.underrunsSeen) {
       this.safety += LATENCY.underrunSafetyMs * (underruns - this.underrunsSeen);
     }
