@@ -53,12 +53,14 @@ export const LATENCY = Object.freeze({
   levelSmoothing: 0.2, // per decision (every 100 ms): a running mean over about half a second
   // The trim learns the output clock's rate against the camera's (an integral term; critically damped
   // with the proportional one: settles in about 15 s), so the buffer sits at its target instead of
-  // as far over it as the proportional trim needs to make up the difference (12 ms for 0.3 %). An
-  // excess beyond `learnSpanMs` (a stall, a target that fell) teaches nothing; the rate learnt is at
-  // most `learntMaxTrim` (a sound card is within 0.03 %; Chromium's output measured 0.3 % slow here).
+  // as far over it as the proportional trim needs to make up the difference (4 ms for 0.1 %). An
+  // excess beyond `learnSpanMs` (a stall, a target that fell) teaches nothing. The rate learnt is at
+  // most `learntMaxTrim`: a sound card against a camera's clock differ by less (0.03 % and 300 ppm);
+  // the more is learnt, the deeper the buffer falls under its target while the rate changes
+  // (Chromium's output here measured 0.3 % slow on a quiet page, 0.1 % fast on a busy one).
   learnPerMsS: (0.005 / 20) ** 2 * 1000 / 4, // per ms of excess per second
   learnSpanMs: 15,
-  learntMaxTrim: 0.003,
+  learntMaxTrim: 0.001,
   sustainedExcessMs: 60,
   sustainedUs: 2_000_000,
   hardExcessMs: 150,
