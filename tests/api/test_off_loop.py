@@ -7,14 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
-import httpx
 import pytest
 
 from opticlink.api import app as app_module
-from opticlink.api.app import create_app
 from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.api.service import Service
-from tests.auth.helpers import credentials
+from tests.auth.helpers import asgi_client, credentials
 
 
 @pytest.fixture
@@ -22,10 +20,6 @@ def service(tmp_path) -> Service:
     return Service(ServiceConfig(cameras=[CameraConfig(id="door", url="rtsp://127.0.0.1:9/none")], data_dir=tmp_path,
                                  database="file"))
 
-
-def _client(service: Service) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(service), client=("127.0.0.1", 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080")
 
 
 async def test_who_a_request_is_for_and_a_timeline_are_read_in_another_thread_than_the_loops(service, monkeypatch):
@@ -45,7 +39,7 @@ async def test_who_a_request_is_for_and_a_timeline_are_read_in_another_thread_th
     monkeypatch.setattr(service.gate, "identify", spy_identify)
     monkeypatch.setattr(app_module, "timeline", spy_timeline)
     now = time.time()
-    async with _client(service) as client:
+    async with asgi_client(service) as client:
         answer = await client.get("/api/cameras/door/timeline", params={"start": now - 3600, "end": now},
                                   headers=creds.cookie_header)
         refused = await client.get("/api/cameras/door/timeline", params={"start": now - 3600, "end": now})

@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
+from opticlink.api.app import create_app
 from opticlink.auth.gate import Gate
 from opticlink.auth.sessions import COOKIE
 from opticlink.store import Database
@@ -50,3 +53,9 @@ async def sign_in(page, base: str, creds: Credentials) -> None:  # type: ignore[
     """Give a Playwright page's browser context the session cookie for `base`."""
     await page.context.add_cookies([{"name": COOKIE, "value": creds.cookie, "url": base, "httpOnly": True,
                                      "sameSite": "Strict"}])
+
+
+def asgi_client(service) -> httpx.AsyncClient:
+    """An HTTP client for the service's app in process, as a browser on 127.0.0.1 would reach it."""
+    transport = httpx.ASGITransport(app=create_app(service), client=("127.0.0.1", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080")

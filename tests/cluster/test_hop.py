@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 import websockets
 
-from opticlink.api.app import create_app
 from opticlink.api.config import CameraConfig, ServiceConfig
 from opticlink.api.server import running
 from opticlink.api.service import Service
 from opticlink.cluster.node import NodeIdentity
 from opticlink.cluster.proxy import HOP, HOP_WINDOW_S, camera_of, sign, verify
-from tests.auth.helpers import credentials
+from tests.auth.helpers import asgi_client, credentials
 
 KEY = "k" * 43
 
@@ -47,17 +45,13 @@ def node(tmp_path) -> Service:
     return Service(config, node=NodeIdentity("n1", "http://127.0.0.1:9"))
 
 
-def _client(service: Service) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(service), client=("127.0.0.1", 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080")
-
 
 async def test_a_hop_signed_with_the_catalog_s_key_acts_for_the_user_it_names(node):
     assert node.node is not None
     creds = credentials(node, "ada", role="viewer")
     user = node.database.user("ada")
     assert user is not None
-    async with _client(node) as client:
+    async with asgi_client(node) as client:
         answer = await client.get("/api/me", headers={HOP: sign(node.node.secret, user.id, "GET", "/api/me")})
     assert answer.status_code == 200 and answer.json()["name"] == "ada" and answer.json()["role"] == "viewer"
     assert creds.name == "ada"
@@ -68,7 +62,7 @@ async def test_a_hop_without_the_key_is_refused_even_with_a_valid_login(node):
     user = node.database.user("ada")
     assert user is not None
     forged = sign("a guessed key", user.id, "GET", "/api/me")
-    async with _client(node) as client:
+    async with asgi_client(node) as client:
         assert (await client.get("/api/me", headers=creds.bearer)).status_code == 200
         refused = await client.get("/api/me", headers={HOP: forged, **creds.bearer})
         assert refused.status_code == 401
@@ -82,7 +76,7 @@ async def test_a_node_alone_takes_no_hop_at_all(tmp_path):
     credentials(alone, "ada")
     user = alone.database.user("ada")
     assert user is not None and alone.node is None
-    async with _client(alone) as client:
+    async with asgi_client(alone) as client:
         answer = await client.get("/api/me", headers={HOP: sign("whatever", user.id, "GET", "/api/me")})
     assert answer.status_code == 401
 
@@ -111,7 +105,7 @@ async def test_a_signed_hop_may_name_the_owner_by_a_host_a_browser_could_not_use
     user = node.database.user("ada")
     assert user is not None and node.node is not None
     other = {"host": "node-b.internal:41234"}  # this machine's name: the address other nodes reach it by
-    async with _client(node) as client:
+    async with asgi_client(node) as client:
         hop = {HOP: sign(node.node.secret, user.id, "GET", "/api/me"), **other}
         assert (await client.get("/api/me", headers=hop)).status_code == 200
         assert (await client.get("/api/me", headers=other)).status_code == 421  # a browser naming it: refused

@@ -16,6 +16,40 @@ const FIT_SPAN_MS = 500;
 const FIT_MIN = 8; // readings in the span before the line is trusted
 const FIT_JUMP_S = 0.02;
 
+/** A line fitLine fills in: `count` readings, their mean time `t` and value `v`, `slope` (value per
+ *  unit of time) and the `oldest` time among them. */
+export function newLine() {
+  return { count: 0, t: 0, v: 0, slope: 0, oldest: 0 };
+}
+
+/**
+ * The least-squares line through the first `n` readings (`t[j]`, `v[j]`) taken less than `span`
+ * before `now`, written into `line` (newLine) and returned: allocates nothing, as it runs every
+ * animation frame. Used by the playhead's clock here and by a synchronized follower's drift.
+ */
+export function fitLine(t, v, n, now, span, line) {
+  let k = 0, mt = 0, mv = 0, oldest = now;
+  for (let j = 0; j < n; j++) {
+    if (now - t[j] >= span) continue;
+    k++; mt += t[j]; mv += v[j]; oldest = Math.min(oldest, t[j]);
+  }
+  line.count = k;
+  line.oldest = oldest;
+  if (k === 0) { line.slope = 0; return line; }
+  mt /= k;
+  mv /= k;
+  let stt = 0, stv = 0;
+  for (let j = 0; j < n; j++) {
+    if (now - t[j] >= span) continue;
+    stt += (t[j] - mt) ** 2;
+    stv += (t[j] - mt) * (v[j] - mv);
+  }
+  line.t = mt;
+  line.v = mv;
+  line.slope = stt > 0 ? stv / stt : 0;
+  return line;
+}
+
 export class PlayheadFit {
   /** `rate`: samples per second of the playhead. */
   constructor(rate) {
@@ -25,6 +59,7 @@ export class PlayheadFit {
     this.n = 0;
     this.i = 0;
     this.lastRaw = null;
+    this.line = newLine();
   }
 
   /**
@@ -42,16 +77,9 @@ export class PlayheadFit {
     }
     const latest = this.p[(this.i + FIT_SIZE - 1) % FIT_SIZE];
     if (this.n < FIT_MIN) return latest;
-    let mt = 0, mp = 0, k = 0;
-    for (let j = 0; j < this.n; j++) if (nowMs - this.t[j] < FIT_SPAN_MS) { mt += this.t[j]; mp += this.p[j]; k++; }
-    if (k < FIT_MIN) return latest;
-    mt /= k;
-    mp /= k;
-    let stt = 0, stp = 0;
-    for (let j = 0; j < this.n; j++) {
-      if (nowMs - this.t[j] < FIT_SPAN_MS) { stt += (this.t[j] - mt) ** 2; stp += (this.t[j] - mt) * (this.p[j] - mp); }
-    }
-    const predicted = mp + (stt > 0 ? stp / stt : 0) * (nowMs - mt);
+    const line = fitLine(this.t, this.p, this.n, nowMs, FIT_SPAN_MS, this.line);
+    if (line.count < FIT_MIN) return latest;
+    const predicted = line.v + line.slope * (nowMs - line.t);
     if (Math.abs(predicted - latest) > this.rate * FIT_JUMP_S) { // a jump: start again
       this.n = 0;
       return latest;

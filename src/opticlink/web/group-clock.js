@@ -23,6 +23,8 @@
 // Units: presentation times (`pts`) µs on the player's playback session clock; wall times µs in
 // `WallMap` (as the frame headers carry them), Unix seconds in cursors; `now`/`at` epoch ms.
 
+import { fitLine, newLine } from "./clock.js";
+
 export const MAX_TRIM = 0.1; // the follower's clock runs at most 10 % fast or slow while it slews
 export const SLEW_TIME_S = 1.0; // an error is taken up over about this long (then MAX_TRIM caps the rate)
 // An error larger than this (three frames at 25 fps) is stepped, not slewed: right after a seek, and
@@ -173,13 +175,15 @@ export class Follower {
   }
 }
 
-/** A least-squares line of the offset a follower needs against time, over the last DRIFT_SPAN_MS. */
+/** The offset a follower needs against time, and the rate it moves at (a line, clock.js fitLine,
+ *  over the last DRIFT_SPAN_MS). */
 class Drift {
   constructor() {
     this.t = new Float64Array(DRIFT_READINGS);
     this.v = new Float64Array(DRIFT_READINGS);
     this.n = 0;
     this.i = 0;
+    this.line = newLine();
   }
 
   clear() {
@@ -196,24 +200,10 @@ class Drift {
 
   /** µs of offset per µs of time over the span; 0 until the readings span DRIFT_MIN_MS. */
   slope() {
+    if (this.n === 0) return 0;
     const newest = this.t[(this.i + DRIFT_READINGS - 1) % DRIFT_READINGS];
-    let k = 0, mt = 0, mv = 0, oldest = newest;
-    for (let j = 0; j < this.n; j++) {
-      const t = this.t[j];
-      if (newest - t > DRIFT_SPAN_MS) continue;
-      k++; mt += t; mv += this.v[j]; oldest = Math.min(oldest, t);
-    }
-    if (newest - oldest < DRIFT_MIN_MS) return 0;
-    mt /= k;
-    mv /= k;
-    let stt = 0, stv = 0;
-    for (let j = 0; j < this.n; j++) {
-      const t = this.t[j];
-      if (newest - t > DRIFT_SPAN_MS) continue;
-      stt += (t - mt) ** 2;
-      stv += (t - mt) * (this.v[j] - mv);
-    }
-    return stt > 0 ? stv / stt / 1000 : 0; // µs per ms to µs per µs
+    const line = fitLine(this.t, this.v, this.n, newest, DRIFT_SPAN_MS, this.line);
+    return newest - line.oldest < DRIFT_MIN_MS ? 0 : line.slope / 1000; // µs per ms to µs per µs
   }
 }
 
