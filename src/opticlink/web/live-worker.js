@@ -53,7 +53,7 @@ const state = {
 function newStats() {
   return {
     framesReceived: 0, framesDecoded: 0, framesShown: 0, framesDropped: 0, framesSkipped: 0, lateDropped: 0, flushes: 0,
-    audioFrames: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: LATENCY.floorMs, trimPercent: 0, jitterMs: 0,
+    audioFrames: 0, audioMuted: 0, underruns: 0, skips: 0, bufferMs: 0, targetBufferMs: LATENCY.floorMs, trimPercent: 0, jitterMs: 0,
     avOffsetMs: null, avOffsetP99Ms: null, latencyMs: null, latencyP50Ms: null, latencyP95Ms: null,
     clock: "none", videoCodec: null, audioCodec: null, connected: false, message: null, bytes: 0,
     videoArrivalMs: null, audioArrivalMs: null, outputLatencyMs: 0, displayIntervalMs: null, underrunTimes: [],

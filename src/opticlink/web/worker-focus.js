@@ -69,7 +69,7 @@ export function mutedAudio(state) {
   if (focus.audible) return false;
   if (state.audio) silence(state, focus.tools);
   state.stats.audioFrames++;
-  state.stats.audioMuted = (state.stats.audioMuted || 0) + 1;
+  state.stats.audioMuted++;
   return true;
 }
 
