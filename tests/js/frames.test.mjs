@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { BEHIND_MS, choose, fallenBehind, framePeriod, leaveUndecoded, WATCHDOG_US } from "../../src/opticlink/web/frames.js";
+import { BEHIND_MS, choose, fallenBehind, framePeriod, leaveUndecoded, STILL_US, WATCHDOG_US } from "../../src/opticlink/web/frames.js";
 
 const pictures = (...ms) => ms.map((t) => ({ timestamp: t * 1000 }));
 const HELD = 16667;
@@ -32,6 +32,19 @@ test("a picture more than a frame period behind the clock is dropped, not shown"
   const { show, late } = choose(pictures(0), 50_000, HELD, 40_000);
   assert.equal(show, null);
   assert.equal(late.timestamp, 0);
+});
+
+test("when every picture comes late, one is shown once the screen has stood still for STILL_US", () => {
+  // a follower 86 ms ahead of what its stream brings: each picture is due before it comes
+  let shown = 0, dropped = 0, drawnAt = -Infinity;
+  for (let now = 0; now < 2_000_000; now += 16_667) {
+    const frames = pictures(Math.floor((now - 86_000) / 40_000) * 40);
+    const { show, late } = choose(frames, now, HELD, 40_000, now - drawnAt);
+    if (show) { shown++; drawnAt = now; }
+    if (late) dropped++;
+  }
+  assert.ok(shown >= 2_000_000 / STILL_US - 1, `${shown} pictures in 2 s`);
+  assert.ok(dropped > shown, "the late pictures between are still dropped");
 });
 
 test("decoding that fell behind by the watchdog's margin with a backlog is flushed", () => {

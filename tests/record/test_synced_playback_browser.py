@@ -17,9 +17,12 @@ pytestmark = pytest.mark.browser
 
 CAMERAS = ("cam1", "cam2", "cam4")  # G.711 with 300 ppm skew and 40 ms jitter, clean G.711, no sound
 RESETS = """() => { window.resets = {};  // the streams restarted by the server: a seek, a play, a speed
-  for (const p of document.querySelectorAll('opticlink-player')) p.addEventListener('playback', (e) => {
+  window.cursors = {};  // each player's latest cursor, ten a second, with the picture it shows
+  for (const p of document.querySelectorAll('opticlink-player')) {
     const cam = p.getAttribute('camera');
-    if (e.detail.type === 'reset') resets[cam] = (resets[cam] ?? 0) + 1; }); }"""
+    p.addEventListener('playback', (e) => { if (e.detail.type === 'reset') resets[cam] = (resets[cam] ?? 0) + 1; });
+    p.addEventListener('cursor', (e) => { cursors[cam] = e.detail; });
+  } }"""
 BAR = "document.querySelector(\"opticlink-player[camera='{}']\").timeline"
 SETTLE_S = 3.0  # after a seek: the leader's sound starts (its buffer fills) and the followers step to it
 # Each picture's wall time less when it went up on screen: locked, the same for every camera up to the
@@ -28,8 +31,10 @@ SETTLE_S = 3.0  # after a seek: the leader's sound starts (its buffer fills) and
 # ms typically (the median), and to one frame period (40 ms at 25 fps) but for moments of at most two
 # seconds: on this loaded machine the leader's own clock now and then stops or skips 0.2-0.7 s (its
 # sound runs dry and catches up), its followers step after it within a cursor report or two, and
-# each camera's stats (twice a second) catch that at a different moment. Locked, the widest pair of
-# the three measured a median of 7-11 ms, 20.3 ms once on a clean-clone run whose leader slowed for
+# each camera's latest cursor (ten a second) catches that at a different moment. Read from the
+# players' stats (twice a second) instead, a leader that skipped between two readings counted as
+# cameras apart: a median of 50 ms in one run of the suite. Locked, the widest pair of
+# the three measured a median of 7-12 ms, 20.3 ms once on a clean-clone run whose leader slowed for
 # seconds (a median of 20 ms had been the bound); each on its own clock (the same seek and play sent
 # to all, no following) they stood 150-780 ms apart (runs differ) and drifted: over both bounds in
 # every sample.
@@ -59,11 +64,15 @@ async def recording_demo():
 
 
 async def screen_walls(page) -> dict[str, tuple[float, dict]]:
-    """Per camera: (wall time of the picture on screen less when it went up, both s; the cursor). One
-    call into the page for all cameras: on a loaded machine each call can take 50 ms or more."""
-    every = await page.evaluate(f"cams => cams.map({STATS})", list(CAMERAS))
-    return {cam: (stats["wall"] - stats["wallAt"] / 1000, stats.get("cursor") or {})
-            for cam, stats in zip(CAMERAS, every, strict=True)}
+    """Per camera: (wall time of the picture on screen less when it went up, both s; the cursor), from
+    each player's latest cursor (ten a second, with the picture it shows), not its stats (twice a
+    second): read moments apart, a leader's clock that moved between them (a stall of its sound, a
+    skip) would count as cameras apart. One call into the page for all cameras: on a loaded machine
+    each call can take 50 ms or more."""
+    every = await page.evaluate("cams => cams.map(cam => window.cursors[cam] ?? null)", list(CAMERAS))
+    assert all(cursor and cursor.get("shown") for cursor in every), every
+    return {cam: (cursor["shown"]["wall"] - cursor["shown"]["at"] / 1000, cursor)
+            for cam, cursor in zip(CAMERAS, every, strict=True)}
 
 
 async def watch(page, seconds: float) -> list[dict[str, tuple[float, dict]]]:

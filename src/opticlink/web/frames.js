@@ -4,14 +4,20 @@
 
 export const WATCHDOG_US = 200_000; // video this far behind the clock, with a decode backlog: flush
 
+// A late picture is dropped so that the next, on time, is shown instead; but when every picture comes
+// late (a starved decoder, a synchronized follower whose stream is behind its leader's) that would
+// freeze the screen: once the picture on screen has stood this long, a late one is shown.
+export const STILL_US = 250_000;
+
 /**
  * Choose from `frames` (sorted by timestamp; the chosen and the passed-over are removed from its
  * front) for a picture on screen when the clock reads `clock`, staying up `held` µs: the latest
  * picture due by the middle of its time on screen. Returns `{ show, passed, late }`: the picture to
  * draw (null: none is due yet, or the one due is `late`, more than `period` behind the clock, and
- * not worth showing), and the pictures passed over (the caller closes them and `late`).
+ * not worth showing while the picture on screen has stood less than STILL_US, `stillUs`), and the
+ * pictures passed over (the caller closes them and `late`).
  */
-export function choose(frames, clock, held, period) {
+export function choose(frames, clock, held, period, stillUs = 0) {
   const due = clock + held / 2;
   const passed = [];
   let show = null;
@@ -19,7 +25,7 @@ export function choose(frames, clock, held, period) {
     if (show) passed.push(show);
     show = frames.shift();
   }
-  if (show && show.timestamp < clock - period) return { show: null, passed, late: show };
+  if (show && show.timestamp < clock - period && stillUs < STILL_US) return { show: null, passed, late: show };
   return { show, passed, late: null };
 }
 

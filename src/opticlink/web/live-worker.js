@@ -42,7 +42,7 @@ const state = {
   outputLatency: 0, contextRate: 48000, retry: 0, closed: false,
   config: null, video: null, audio: null,
   arrivals: null, // a live stream's audio lateness, heard or muted (liveArrivals)
-  frames: [], wallOf: new Map(), waitingKey: true, lateAt: -Infinity, period: 40000, noAudioLag: null, underrunsTimed: 0,
+  frames: [], wallOf: new Map(), waitingKey: true, lateAt: -Infinity, drawnAt: -Infinity, period: 40000, noAudioLag: null, underrunsTimed: 0,
   stats: null, reports: 0,
   hardware: "no-preference",
   playback: null, // { posterPts, wall, inbox, busy, state, speed, walls, lead, follower, offset, resetAt } when playing a recording
@@ -297,8 +297,14 @@ function onPlayback(message) {
 
 const CURSOR_EVERY_MS = 100; // a leader's cursor to the page: a follower hears of a stall of it within this
 
+/** The cursor to the page, with the picture on screen (`shown`: recorded at `wall` Unix s, up since `at`
+ *  epoch ms): what the group's players show at one moment can be compared ten times a second, not
+ *  only in the stats twice a second. */
 function tellCursor() {
-  if (state.stats.cursor) self.postMessage({ type: "cursor", cursor: state.stats.cursor });
+  const cursor = state.stats.cursor;
+  if (!cursor) return;
+  const shown = state.stats.wall ? { wall: state.stats.wall, at: state.stats.wallAt } : null;
+  self.postMessage({ type: "cursor", cursor: { ...cursor, shown } });
 }
 
 /** Stop the sound at once (a pause, a seek, the end), without an underrun: it restarts as a new stream. */
@@ -613,7 +619,7 @@ function present(begin) {
     state.waitingKey = true;
     return;
   }
-  const { show, passed, late } = choose(frames, clock, DISPLAY.held, state.period);
+  const { show, passed, late } = choose(frames, clock, DISPLAY.held, state.period, now - state.drawnAt);
   for (const frame of passed) frame.close();
   state.stats.framesDropped += passed.length;
   if (late) { // later than one frame period: not worth showing
@@ -623,7 +629,9 @@ function present(begin) {
     state.stats.framesDropped++;
   }
   if (!show) return;
+  if (show.timestamp < clock - state.period) state.lateAt = performance.now(); // shown late: the screen stood still
   draw(show);
+  state.drawnAt = now;
   state.stats.framesShown++;
   const offset = (show.timestamp - clock) / 1000;
   record(avOffsets, offset);
