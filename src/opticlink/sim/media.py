@@ -101,13 +101,18 @@ class VideoClip:
                 "codec": self.codec, "vps": self.vps.hex(), "pts": self.pts,
                 "counts": [len(f) for f in self.frames]}
         raw = json.dumps(meta).encode()
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(CLIP_MAGIC + struct.pack("!I", len(raw)) + raw)
-            for frame in self.frames:
-                for nal in frame:
-                    f.write(struct.pack("!I", len(nal)) + nal)
-        tmp.replace(path)
+        # A temporary file of this writer's own: test processes that build the same clip at once (a
+        # fresh cache) each write theirs and replace the clip with it, and the last one stays.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(CLIP_MAGIC + struct.pack("!I", len(raw)) + raw)
+                for frame in self.frames:
+                    for nal in frame:
+                        f.write(struct.pack("!I", len(nal)) + nal)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> VideoClip:
