@@ -14,6 +14,7 @@ import json
 import math
 import os
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -101,11 +102,14 @@ class VideoClip:
                 "codec": self.codec, "vps": self.vps.hex(), "pts": self.pts,
                 "counts": [len(f) for f in self.frames]}
         raw = json.dumps(meta).encode()
-        # A temporary file of this writer's own: test processes that build the same clip at once (a
-        # fresh cache) each write theirs and replace the clip with it, and the last one stays.
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        # A temporary file of this writer's own (mkstemp, as auth/certificate.py writes): test processes
+        # that build the same clip at once (a fresh cache) each write theirs and replace the clip with
+        # it, and the last one stays.
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
         try:
-            with open(tmp, "wb") as f:
+            os.fchmod(descriptor, 0o644)  # readable as the cache's files were (mkstemp makes it 0600)
+            with os.fdopen(descriptor, "wb") as f:
                 f.write(CLIP_MAGIC + struct.pack("!I", len(raw)) + raw)
                 for frame in self.frames:
                     for nal in frame:
